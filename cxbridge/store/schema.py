@@ -1,0 +1,343 @@
+"""Store tables (SQLAlchemy 2 Core). ARCHITECTURE §5.
+
+One metadata object; the Alembic migrations in ``cxbridge/store/migrations`` create exactly these tables (a
+test compares them). JSON columns use ``sqlalchemy.JSON`` (JSON on SQLite, JSON on PostgreSQL); timestamps
+are timezone-aware UTC. Ids are strings (``cus_<ulid-like>``) so they are stable across backends.
+
+Tables, by concern:
+
+- golden records: ``customers``, ``customer_aliases``, ``organizations``, ``traits``, ``trait_history``,
+  ``events``
+- identity: ``source_links`` (source record -> golden id), ``identity_keys`` (match keys -> golden id)
+- source mirror: ``source_records`` (raw fields, content hash, tombstones), ``interactions``
+- sync: ``cursors``, ``sync_runs``, ``quarantine``, ``plugin_failures``, ``source_state``, ``rate_budgets``
+- write-back: ``outbox``, ``writeback_state`` (last value known in the CRM per field), ``inbox`` (webhooks)
+- privacy: ``erasure_ledger``
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = ["metadata"]
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+TS = DateTime(timezone=True)
+ID = String(64)
+NAME = String(255)
+
+# ---------------------------------------------------------------------------------------------- golden records
+
+customers = Table(
+    "customers",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("data", JSON, nullable=False),  # Customer model dump without traits/links/provenance/aliases
+    Column("provenance", JSON, nullable=False, default=dict),  # golden field -> {source, object_type, source_id, observed_at}
+    Column("display_name", String(512)),
+    Column("primary_email", String(320), index=True),
+    Column("primary_phone", String(32), index=True),
+    Column("organization_id", ID, index=True),
+    Column("erased", Boolean, nullable=False, default=False),
+    Column("processing_opt_out", Boolean, nullable=False, default=False),
+    Column("version", Integer, nullable=False, default=1),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False, index=True),
+)
+
+customer_aliases = Table(
+    "customer_aliases",
+    metadata,
+    Column("alias_id", ID, primary_key=True),
+    Column("customer_id", ID, nullable=False, index=True),  # survivor (always resolved to the final survivor)
+    Column("reason", String(64), nullable=False),  # crm-merge:<source> | identity:<rule> | manual
+    Column("created_at", TS, nullable=False),
+)
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("name", String(512)),
+    Column("domain", String(255), index=True),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+)
+
+traits = Table(
+    "traits",
+    metadata,
+    Column("customer_id", ID, primary_key=True),
+    Column("name", NAME, primary_key=True),
+    Column("value", JSON),
+    Column("type", String(16), nullable=False),
+    Column("producer", NAME, nullable=False),
+    Column("computed_at", TS, nullable=False),
+    Index("ix_traits_name", "name"),
+)
+
+trait_history = Table(
+    "trait_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", ID, nullable=False, index=True),
+    Column("name", NAME, nullable=False),
+    Column("old_value", JSON),
+    Column("new_value", JSON),
+    Column("producer", NAME, nullable=False),
+    Column("changed_at", TS, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", NAME, nullable=False, index=True),
+    Column("customer_id", ID, index=True),
+    Column("payload", JSON, nullable=False),
+    Column("producer", NAME),
+    Column("at", TS, nullable=False),
+)
+
+# ---------------------------------------------------------------------------------------------------- identity
+
+source_links = Table(
+    "source_links",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("object_type", NAME, primary_key=True),
+    Column("source_id", NAME, primary_key=True),
+    Column("entity", String(16), nullable=False),  # customer | organization
+    Column("customer_id", ID, index=True),
+    Column("organization_id", ID, index=True),
+    Column("rule", String(64)),
+    Column("linked_at", TS, nullable=False),
+)
+
+identity_keys = Table(
+    "identity_keys",
+    metadata,
+    Column("key", String(400), primary_key=True),  # email:<e> | phone:<E.164> | xid:<name>:<value>
+    Column("source", NAME, primary_key=True),
+    Column("object_type", NAME, primary_key=True),
+    Column("source_id", NAME, primary_key=True),
+    Column("customer_id", ID, nullable=False, index=True),
+    Index("ix_identity_keys_key", "key"),
+)
+
+# ----------------------------------------------------------------------------------------------- source mirror
+
+source_records = Table(
+    "source_records",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("object_type", NAME, primary_key=True),
+    Column("source_id", NAME, primary_key=True),
+    Column("modstamp", TS),
+    Column("content_hash", String(64), nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("associations", JSON, nullable=False, default=dict),
+    Column("mapped", JSON),  # the canonical patch the mapping produced (custom + unmapped kept)
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("merged_into", NAME),
+    Column("first_seen", TS, nullable=False),
+    Column("last_seen", TS, nullable=False),
+    Column("run_id", ID),
+)
+
+interactions = Table(
+    "interactions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", ID, index=True),
+    Column("source", NAME, nullable=False),
+    Column("object_type", NAME, nullable=False),
+    Column("source_id", NAME, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("type", String(32), nullable=False, index=True),
+    Column("occurred_at", TS, nullable=False, index=True),
+    Column("direction", String(16), nullable=False),
+    Column("amount", Numeric(18, 4)),
+    Column("currency", String(3)),
+    Column("subject", Text),
+    Column("content", Text),
+    Column("sentiment", Float),
+    Column("data", JSON, nullable=False),  # context + custom
+    Column("deleted", Boolean, nullable=False, default=False),
+    Column("updated_at", TS, nullable=False),
+    UniqueConstraint("source", "object_type", "source_id", name="uq_interactions_source_key"),
+    Index("ix_interactions_customer_time", "customer_id", "occurred_at"),
+)
+
+# -------------------------------------------------------------------------------------------------------- sync
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("stream", NAME, primary_key=True),
+    Column("cursor", JSON, nullable=False),  # Cursor.to_json()
+    Column("run_id", ID),
+    Column("updated_at", TS, nullable=False),
+)
+
+sync_runs = Table(
+    "sync_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("source", NAME, nullable=False),
+    Column("stream", NAME, nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed | stopped
+    Column("full", Boolean, nullable=False, default=False),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS),
+    Column("heartbeat_at", TS),
+    Column("records_read", Integer, nullable=False, default=0),
+    Column("records_changed", Integer, nullable=False, default=0),
+    Column("records_quarantined", Integer, nullable=False, default=0),
+    Column("pages", Integer, nullable=False, default=0),
+    Column("api_calls", Integer, nullable=False, default=0),
+    Column("cursor_before", JSON),
+    Column("cursor_after", JSON),
+    Column("error", Text),
+    Index("ix_sync_runs_source_stream_started", "source", "stream", "started_at"),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", NAME, nullable=False),
+    Column("stream", NAME, nullable=False),
+    Column("object_type", NAME),
+    Column("source_id", NAME),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("status", String(16), nullable=False, default="open"),  # open | replayed | discarded
+    Column("run_id", ID),
+    Column("created_at", TS, nullable=False),
+    Column("resolved_at", TS),
+    Index("ix_quarantine_status", "status"),
+)
+
+plugin_failures = Table(
+    "plugin_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("plugin", NAME, nullable=False),
+    Column("distribution", NAME),
+    Column("hook", NAME, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("batch_size", Integer),
+    Column("run_id", ID),
+    Column("at", TS, nullable=False),
+)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("key", NAME, primary_key=True),
+    Column("value", JSON),
+    Column("updated_at", TS, nullable=False),
+)
+
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    Column("key", NAME, primary_key=True),
+    Column("window_start", Float, nullable=False),  # epoch seconds
+    Column("used", Integer, nullable=False, default=0),
+)
+
+# -------------------------------------------------------------------------------------------------- write-back
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False, unique=True),
+    Column("source", NAME, nullable=False),
+    Column("object_type", NAME, nullable=False),
+    Column("action", String(16), nullable=False),  # update | upsert | create
+    Column("source_id", NAME),
+    Column("id_property", NAME),
+    Column("id_value", NAME),
+    Column("customer_id", ID, index=True),
+    Column("fields", JSON, nullable=False),
+    Column("associations", JSON, nullable=False, default=dict),
+    Column("rule", NAME),  # write-back rule / action producer
+    Column("basis_modstamp", TS),  # CRM modstamp of the record the value was computed against
+    Column("status", String(16), nullable=False, default="pending"),  # pending | sent | dead | skipped
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS, nullable=False),
+    Column("last_error", Text),
+    Column("result_id", NAME),
+    Column("created_at", TS, nullable=False),
+    Column("sent_at", TS),
+    Index("ix_outbox_status_next", "status", "next_attempt_at"),
+    Index("ix_outbox_source_status", "source", "status"),
+)
+
+writeback_state = Table(
+    "writeback_state",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("object_type", NAME, primary_key=True),
+    Column("source_id", NAME, primary_key=True),
+    Column("field", NAME, primary_key=True),
+    Column("value", JSON),  # the value we last wrote (or last saw)
+    Column("written_at", TS, nullable=False),
+    Column("by_us", Boolean, nullable=False, default=True),
+)
+
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", NAME, nullable=False),
+    Column("event_id", NAME, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("status", String(16), nullable=False, default="new"),  # new | processed | failed
+    Column("received_at", TS, nullable=False),
+    Column("processed_at", TS),
+    Column("error", Text),
+    UniqueConstraint("source", "event_id", name="uq_inbox_source_event"),
+)
+
+# ----------------------------------------------------------------------------------------------------- privacy
+
+erasure_ledger = Table(
+    "erasure_ledger",
+    metadata,
+    Column("hash", String(128), primary_key=True),  # sha256 of a salted normalized identifier
+    Column("kind", String(16), nullable=False),  # email | phone | source_id
+    Column("customer_id", ID),
+    Column("requested_at", TS, nullable=False),
+    Column("sources_status", JSON, nullable=False, default=dict),
+)
+
