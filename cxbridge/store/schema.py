@@ -17,6 +17,9 @@ Tables, by concern:
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -32,8 +35,11 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["metadata"]
+__all__ = ["UTCDateTime", "metadata"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -45,7 +51,44 @@ NAMING = {
 
 metadata = MetaData(naming_convention=NAMING)
 
-TS = DateTime(timezone=True)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always written and read as timezone-aware UTC, on every backend.
+
+    SQLite has no timezone support (SQLAlchemy stores an ISO string without offset) and MySQL ``DATETIME``
+    neither, so values are converted to naive UTC on the way in and tagged UTC on the way out; PostgreSQL
+    keeps ``timestamptz``. Naive input is taken to be UTC already. MySQL gets microsecond precision
+    (``DATETIME(6)``), which cursors (modstamp, id) need.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected a datetime, got {type(value).__name__}: {value!r}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+TS = UTCDateTime()
 ID = String(64)
 NAME = String(255)
 
@@ -56,7 +99,8 @@ customers = Table(
     metadata,
     Column("id", ID, primary_key=True),
     Column("data", JSON, nullable=False),  # Customer model dump without traits/links/provenance/aliases
-    Column("provenance", JSON, nullable=False, default=dict),  # golden field -> {source, object_type, source_id, observed_at}
+    # golden field -> {source, object_type, source_id, observed_at}
+    Column("provenance", JSON, nullable=False, default=dict),
     Column("display_name", String(512)),
     Column("primary_email", String(320), index=True),
     Column("primary_phone", String(32), index=True),

@@ -1,0 +1,125 @@
+"""Migrations create exactly the tables of ``cxbridge.store.schema`` and are idempotent and race-free."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from alembic import command
+from sqlalchemy import inspect
+
+from cxbridge.store import Store, open_store, schema
+from cxbridge.store.migrate import alembic_config, current_revision, head_revision, upgrade
+
+pytest_plugins = ["cxbridge.testing.stores"]
+
+
+def _reflect(store: Store) -> dict[str, dict[str, bool]]:
+    insp = inspect(store.engine)
+    return {
+        name: {c["name"]: bool(c["nullable"]) for c in insp.get_columns(name)}
+        for name in insp.get_table_names()
+        if name != "alembic_version"
+    }
+
+
+def _expected() -> dict[str, dict[str, bool]]:
+    return {t.name: {c.name: bool(c.nullable) for c in t.columns} for t in schema.metadata.sorted_tables}
+
+
+def test_upgrade_creates_exactly_the_schema(store: Store) -> None:
+    assert _reflect(store) == _expected()
+    assert len(_expected()) == 20
+    insp = inspect(store.engine)
+    for table in schema.metadata.sorted_tables:
+        pk = insp.get_pk_constraint(table.name)["constrained_columns"]
+        assert sorted(pk) == sorted(c.name for c in table.primary_key.columns), table.name
+        expected_ix = {ix.name for ix in table.indexes}
+        got_ix = {ix["name"] for ix in insp.get_indexes(table.name)}
+        assert expected_ix <= got_ix, (table.name, expected_ix - got_ix)
+    assert current_revision(store) == head_revision()
+
+
+def test_upgrade_is_idempotent(store: Store) -> None:
+    before = _reflect(store)
+    assert upgrade(store) is False  # already at head: nothing applied
+    with store.engine.connect() as conn:
+        command.upgrade(alembic_config(conn), "head")  # alembic itself finds nothing to do
+        conn.commit()
+    assert _reflect(store) == before
+    assert current_revision(store) == head_revision()
+
+
+def test_open_without_migrate_leaves_database_empty(tmp_path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'sub' / 'dir' / 'x.db'}", migrate=False)
+    try:
+        assert (tmp_path / "sub" / "dir").is_dir()  # parent folder created
+        assert current_revision(store) is None
+        assert inspect(store.engine).get_table_names() == []
+        assert upgrade(store) is True
+        assert current_revision(store) == head_revision()
+    finally:
+        store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_first_open_does_not_race(backend: str, store_factory, tmp_path) -> None:
+    """Four openers of one fresh store at once: exactly one migrates, all end at head, no error."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        seed = store_factory.postgres()  # a fresh schema; reset it to empty and race on it
+        url = seed.engine.url.render_as_string(hide_password=False)
+        with seed.begin() as conn:
+            schema.metadata.drop_all(conn)
+            conn.exec_driver_sql("DROP TABLE alembic_version")
+        seed.close()
+    errors: list[BaseException] = []
+    stores: list[Store] = []
+    barrier = threading.Barrier(4)
+
+    def opener() -> None:
+        try:
+            barrier.wait()
+            stores.append(open_store(url))
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert errors == []
+        assert len(stores) == 4
+        assert current_revision(stores[0]) == head_revision()
+        assert _reflect(stores[0]) == _expected()
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_sqlite_connection_settings(sqlite_store: Store) -> None:
+    with sqlite_store.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+    assert sqlite_store.dialect == "sqlite"
+
+
+def test_url_is_redacted() -> None:
+    from cxbridge.store import redact_url
+
+    assert "s3cret" not in redact_url("postgresql+psycopg://u:s3cret@h/db")
+    assert "***" in redact_url("postgresql+psycopg://u:s3cret@h/db")
+
+
+def test_bad_url_is_a_store_error(tmp_path) -> None:
+    from cxbridge.errors import StoreError
+
+    with pytest.raises(StoreError, match="unsupported store backend"):
+        open_store("oracle://u:pw@h/db")
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql+psycopg://u:s3cret@127.0.0.1:1/db", connect_args={"connect_timeout": 2})
+    assert "s3cret" not in str(info.value)
