@@ -1,0 +1,190 @@
+"""Per-customer purchase features, computed column-wise with numpy.
+
+Input is a flat table of monetary interactions (one row per purchase or refund, already converted into the
+reporting currency); output is one row per customer. The same code serves a full refit over millions of
+customers (:func:`compute_features` on arrays) and the incremental path for a batch of changed customers
+(:func:`table_from_interactions` first).
+
+Conventions (documented in the README):
+
+- Time is in whole UTC days (``day`` = days since 1970-01-01). Purchases dated after ``as_of`` are ignored.
+- A *purchase* is an interaction of type ``purchase`` with a non-negative (or missing) amount. A *refund* is an
+  interaction of type ``refund`` (its amount counts negative whatever its sign) or a purchase with a negative
+  amount. Refunds reduce monetary value; they do not count as purchases and do not move recency.
+- RFM frequency counts purchases; BG/NBD counts purchase *days* (several orders on one day are one
+  transaction, as in the CDNOW data), ``x`` = purchase days - 1.
+- The Gamma-Gamma ``zbar`` is the average value of the repeat purchase days, net of refunds allocated pro rata
+  to gross spend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from cxbridge.models import Interaction
+
+from .money import FxTable
+
+__all__ = ["CustomerFeatures", "PurchaseTable", "compute_features", "day_number", "table_from_interactions"]
+
+_EPOCH = date(1970, 1, 1)
+_DAY_BITS = 20  # day numbers < 2**20 (year 4840) share an int64 key with the customer index
+
+
+def day_number(value: datetime | date) -> int:
+    """Whole UTC days since 1970-01-01."""
+    if isinstance(value, datetime):
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return (value - _EPOCH).days
+
+
+@dataclass
+class PurchaseTable:
+    """Monetary interactions, one row each.
+
+    :param cust: customer index (0..n-1).
+    :param day: UTC day number.
+    :param amount: signed amount in the reporting currency (refunds negative).
+    :param is_purchase: counts as a purchase (frequency, recency, BG/NBD).
+    :param unknown_currency: the row's currency had no exchange rate (amount is 0).
+    """
+
+    cust: NDArray[np.int64]
+    day: NDArray[np.int64]
+    amount: NDArray[np.float64]
+    is_purchase: NDArray[np.bool_]
+    unknown_currency: NDArray[np.bool_]
+    unknown_codes: dict[int, set[str]] | None = None
+
+
+@dataclass
+class CustomerFeatures:
+    """Purchase features per customer (arrays of length ``n``). Days are UTC day numbers; -1 = none."""
+
+    n: int
+    purchases: NDArray[np.int64]
+    first_day: NDArray[np.int64]
+    last_day: NDArray[np.int64]
+    net_value: NDArray[np.float64]
+    gross_value: NDArray[np.float64]
+    purchase_days: NDArray[np.int64]
+    repeat_value: NDArray[np.float64]
+    unknown_currency: NDArray[np.bool_]
+
+    @property
+    def has_purchases(self) -> NDArray[np.bool_]:
+        return self.purchases > 0
+
+    def subset(self, index: NDArray[np.int64]) -> CustomerFeatures:
+        """The features of the customers at ``index`` (used by fits on a sample)."""
+        return CustomerFeatures(
+            n=int(index.size),
+            **{name: getattr(self, name)[index] for name in _ARRAY_FIELDS},
+        )
+
+
+_ARRAY_FIELDS = (
+    "purchases", "first_day", "last_day", "net_value", "gross_value", "purchase_days", "repeat_value",
+    "unknown_currency",
+)
+
+
+def compute_features(table: PurchaseTable, n: int, as_of_day: int) -> CustomerFeatures:
+    """Aggregate a :class:`PurchaseTable` into per-customer features, fully vectorised.
+
+    Cost is one ``np.unique`` over the purchase rows (a sort) plus a few ``bincount`` passes: about a second
+    for 10 million rows.
+    """
+    keep = table.day <= as_of_day
+    cust = table.cust[keep].astype(np.int64, copy=False)
+    day = table.day[keep].astype(np.int64, copy=False)
+    amount = table.amount[keep].astype(np.float64, copy=False)
+    is_purchase = table.is_purchase[keep]
+
+    net = np.bincount(cust, weights=amount, minlength=n)
+    unknown = np.bincount(cust[table.unknown_currency[keep]], minlength=n) > 0
+
+    pc = cust[is_purchase]
+    pd_ = day[is_purchase]
+    pa = amount[is_purchase]
+    purchases = np.bincount(pc, minlength=n).astype(np.int64)
+    gross = np.bincount(pc, weights=pa, minlength=n)
+
+    keys = (pc << _DAY_BITS) | pd_
+    ukeys, inverse = np.unique(keys, return_inverse=True)
+    day_value = np.bincount(inverse.ravel(), weights=pa, minlength=ukeys.size)
+    ucust = ukeys >> _DAY_BITS
+    uday = ukeys & ((1 << _DAY_BITS) - 1)
+    purchase_days = np.bincount(ucust, minlength=n).astype(np.int64)
+
+    first_day = np.full(n, -1, dtype=np.int64)
+    last_day = np.full(n, -1, dtype=np.int64)
+    first_value = np.zeros(n)
+    if ukeys.size:
+        # ukeys is sorted by (customer, day): group starts are where the customer changes.
+        starts = np.flatnonzero(np.r_[True, ucust[1:] != ucust[:-1]])
+        ends = np.r_[starts[1:], ukeys.size] - 1
+        owners = ucust[starts]
+        first_day[owners] = uday[starts]
+        last_day[owners] = uday[ends]
+        first_value[owners] = day_value[starts]
+
+    # Repeat value net of refunds: refunds are allocated pro rata to gross spend.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        net_share = np.where(gross > 0, net / gross, 0.0)
+    repeat_value = (gross - first_value) * net_share
+    return CustomerFeatures(
+        n=n,
+        purchases=purchases,
+        first_day=first_day,
+        last_day=last_day,
+        net_value=net,
+        gross_value=gross,
+        purchase_days=purchase_days,
+        repeat_value=repeat_value,
+        unknown_currency=unknown,
+    )
+
+
+def table_from_interactions(
+    customer_ids: Sequence[str], interactions: Mapping[str, Sequence[Interaction]], fx: FxTable
+) -> PurchaseTable:
+    """Build a :class:`PurchaseTable` from canonical interactions (purchases and refunds only).
+
+    :param customer_ids: the customers, in index order.
+    :param interactions: interactions per customer id (other types are ignored).
+    """
+    cust: list[int] = []
+    days: list[int] = []
+    amounts: list[float] = []
+    purchase: list[bool] = []
+    currencies: list[str | None] = []
+    for index, cid in enumerate(customer_ids):
+        for item in interactions.get(cid, ()):
+            kind = item.type.value if hasattr(item.type, "value") else str(item.type)
+            if kind not in ("purchase", "refund"):
+                continue
+            value = float(item.amount) if item.amount is not None else 0.0
+            is_refund = kind == "refund" or value < 0
+            cust.append(index)
+            days.append(day_number(item.occurred_at))
+            amounts.append(-abs(value) if is_refund else value)
+            purchase.append(not is_refund)
+            currencies.append(item.currency if item.amount is not None else fx.reporting_currency)
+    converted, unknown = fx.convert(np.asarray(amounts, dtype=np.float64), currencies)
+    codes: dict[int, set[str]] = {}
+    for row in np.flatnonzero(unknown):
+        codes.setdefault(cust[row], set()).add((currencies[row] or fx.default_currency).upper())
+    return PurchaseTable(
+        cust=np.asarray(cust, dtype=np.int64),
+        day=np.asarray(days, dtype=np.int64),
+        amount=converted,
+        is_purchase=np.asarray(purchase, dtype=bool),
+        unknown_currency=unknown,
+        unknown_codes=codes,
+    )
