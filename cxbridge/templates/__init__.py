@@ -1,0 +1,1 @@
+"""Files ``cxbridge init`` writes (read with :mod:`importlib.resources`)."""
