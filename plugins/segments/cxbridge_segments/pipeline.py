@@ -38,7 +38,10 @@ _MONETARY = ("purchase", "refund")
 
 def settings_of(context: PluginContext) -> SegmentsSettings:
     """The plugin's settings from the context (defaults when the table is absent)."""
-    value = context.settings(NAMESPACE)
+    try:
+        value = context.settings(NAMESPACE)
+    except KeyError:
+        value = None
     if isinstance(value, SegmentsSettings):
         return value
     if value is None:
@@ -103,6 +106,7 @@ def fit_from_context(context: PluginContext, settings: SegmentsSettings, batch_s
         n += len(eligible)
     features = compute_features(_concat(tables, offsets), n, today)
     state, _ = fit_model(features, settings, today)
+    state.fitted_at = context.now
     put_state(context, settings, state)
     logger.info("segments model fitted on %d customers (%d purchasers)", state.customers, state.purchasers)
     return state

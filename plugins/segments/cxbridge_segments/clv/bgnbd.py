@@ -179,15 +179,16 @@ def expected_purchases(
     xa, ta, Ta = _arrays(x, t_x, T)
     ts = np.asarray(t, dtype=np.float64)
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    if abs(a - 1.0) < 1e-9:  # a == 1 is a removable singularity; the expression is continuous there
+        return expected_purchases(BgNbdParams(r, alpha, a + 1e-6, b), ts, xa, ta, Ta)
     z = ts / (alpha + Ta + ts)
     hyp = hyp2f1_safe(r + xa, b + xa, a + b + xa - 1.0, z)
-    head = (a + b + xa - 1.0) / (a - 1.0) if abs(a - 1.0) > 1e-9 else None
+    head = (a + b + xa - 1.0) / (a - 1.0)
     # ((alpha+T)/(alpha+T+t))^(r+x) in logs to avoid under/overflow for heavy buyers.
     ratio = np.exp((r + xa) * (np.log(alpha + Ta) - np.log(alpha + Ta + ts)))
     xm = np.where(xa > 0, xa, 1.0)
     log_odds = np.log(a) - np.log(b + xm - 1.0) + (r + xa) * (np.log(alpha + Ta) - np.log(alpha + ta))
-    denom = 1.0 + np.where(xa > 0, np.exp(log_odds), 0.0)
-    if head is None:  # a == 1 is a removable singularity; nudge a, the expression is continuous there
-        return expected_purchases(BgNbdParams(r, alpha, a + 1e-6, b), ts, xa, ta, Ta)
+    with np.errstate(over="ignore"):  # overflow -> inf -> expected purchases 0, which is the limit
+        denom = 1.0 + np.where(xa > 0, np.exp(log_odds), 0.0)
     out: NDArray[np.float64] = head * (1.0 - ratio * hyp) / denom
     return out
