@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel
-
-from .models import SourceRecord
-
 if TYPE_CHECKING:
+    # Annotations only, so plugin modules importing AdapterInfo stay cheap to import (``cxbridge --help``).
     import httpx
+    from pydantic import BaseModel
+
+    from .models import SourceRecord
 
 __all__ = [
     "Adapter",

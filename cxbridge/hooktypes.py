@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from pydantic import BaseModel
-
-from .models import Customer, Interaction, SourceRecord, TraitType
-
 if TYPE_CHECKING:
+    # Annotations only: importing pydantic and the models here would make every plugin module (and so
+    # ``cxbridge --help``) pay for them at import time.
     import typer
+    from pydantic import BaseModel
+
+    from .models import Customer, Interaction, SourceRecord, TraitType
 
 __all__ = [
     "Action",
