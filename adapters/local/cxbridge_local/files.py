@@ -1,0 +1,275 @@
+"""``local-files``: a folder of CSV / JSONL exports (a call centre's nightly dump) as a cxbridge source.
+
+Each file is processed once. The stream's :attr:`Cursor.state` is::
+
+    {"done": {"<sha256>": "<relative path>", ...},
+     "current": {"file": "<relative path>", "sha256": "<sha256>", "row": <rows consumed>} | null}
+
+- A file whose content hash is in ``done`` is skipped, whatever its name: re-dropping a file changes nothing.
+  A changed file under the same name has a new hash and is processed again (the engine upserts by id).
+- Files are streamed row by row, never loaded whole; every page's cursor records the file and the row offset,
+  so after a crash the run resumes at the first row not committed (CSV offsets count CSV records, so quoted
+  multi-line fields are fine).
+- Malformed rows (wrong column count, undecodable bytes, bad JSON, missing id, bad modstamp) are yielded as
+  records whose fields are ``{"__error__": "<reason>", "__raw__": "<original text>"}`` with source id
+  ``<file>#<row>``; the sync engine quarantines them and the rest of the file goes on.
+- The cursor carries no modstamp (files are not ordered by time); the position lives in ``state`` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cxbridge.adapters import Adapter, AdapterContext, Cursor, Page, StreamInfo
+from cxbridge.errors import AdapterError
+from cxbridge.models import SourceRecord
+
+from .config import FileObject, LocalFilesConfig
+
+__all__ = ["ERROR_KEY", "RAW_KEY", "LocalFilesAdapter", "sha256_file"]
+
+log = logging.getLogger(__name__)
+
+ERROR_KEY = "__error__"
+RAW_KEY = "__raw__"
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Content hash of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _parse_stamp(value: Any) -> datetime:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value) / (1000 if abs(value) > 1e11 else 1)
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    text = str(value).strip()
+    if text.replace(".", "", 1).isdigit():
+        return _parse_stamp(float(text))
+    stamp = datetime.fromisoformat(text)
+    return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
+
+
+@dataclass
+class _Row:
+    """One raw row: its 1-based offset in the file, parsed fields or an error, and the original text."""
+
+    offset: int
+    fields: dict[str, Any] | None
+    raw: str
+    error: str | None = None
+
+
+def _csv_rows(path: Path, obj: FileObject) -> Iterator[_Row]:
+    with path.open(newline="", encoding=obj.encoding, errors="replace") as fh:
+        captured: list[str] = []
+
+        def lines() -> Iterator[str]:
+            for line in fh:
+                captured.append(line)
+                yield line
+
+        reader = csv.reader(lines(), delimiter=obj.delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield _Row(0, None, "".join(captured), f"unreadable header: {exc}")
+            return
+        header = [h.strip() for h in header]
+        captured.clear()
+        offset = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                offset += 1
+                raw, captured[:] = "".join(captured), []
+                yield _Row(offset, None, raw, f"unparseable CSV: {exc}")
+                if not raw:
+                    return
+                continue
+            offset += 1
+            raw, captured[:] = "".join(captured), []
+            if not row or row == [""]:
+                continue
+            if "\ufffd" in raw:
+                yield _Row(offset, None, raw, f"undecodable bytes for encoding {obj.encoding}")
+            elif len(row) != len(header):
+                yield _Row(offset, None, raw, f"expected {len(header)} columns, got {len(row)}")
+            else:
+                yield _Row(offset, dict(zip(header, row, strict=True)), raw)
+
+
+def _jsonl_rows(path: Path, obj: FileObject) -> Iterator[_Row]:
+    with path.open(encoding=obj.encoding, errors="replace") as fh:
+        for offset, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                yield _Row(offset, None, line, f"bad JSON: {exc.msg} at column {exc.colno}")
+                continue
+            if not isinstance(value, dict):
+                yield _Row(offset, None, line, f"expected a JSON object, got {type(value).__name__}")
+                continue
+            yield _Row(offset, value, line)
+
+
+class LocalFilesAdapter(Adapter):
+    """Reads CSV / JSONL files dropped into a folder, each file once."""
+
+    capabilities = frozenset()
+
+    def __init__(self, config: LocalFilesConfig, context: AdapterContext) -> None:
+        super().__init__(config, context)
+        self.config: LocalFilesConfig = config
+        self.folder = Path(config.folder)
+
+    def streams(self) -> list[StreamInfo]:
+        out = []
+        for name, obj in self.config.objects.items():
+            mapping: dict[str, Any] = dict(obj.mapping)
+            if obj.entity == "interaction" and obj.customer_ref_column and "customer_ref" not in mapping:
+                mapping["customer_ref"] = obj.customer_ref_column
+            out.append(
+                StreamInfo(
+                    name=name, object_type=obj.object_type or name, entity=obj.entity, default_mapping=mapping,
+                    customer_object=obj.customer_object, incremental=True,
+                    supports_deletes=obj.deleted_column is not None,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------------------------------------ files
+
+    def _object(self, stream: str) -> FileObject:
+        try:
+            return self.config.objects[stream]
+        except KeyError:
+            raise AdapterError(
+                f"unknown stream {stream!r}; configured: {', '.join(self.config.objects)}",
+                source=self.context.source, kind="config",
+            ) from None
+
+    def _candidates(self, obj: FileObject) -> list[Path]:
+        if not self.folder.is_dir():
+            raise AdapterError(f"drop folder {str(self.folder)!r} does not exist", source=self.context.source,
+                               kind="config")
+        files = [p for p in self.folder.glob(obj.pattern) if p.is_file()]
+        if self.config.settle_seconds:
+            horizon = self.context.now().timestamp() - self.config.settle_seconds
+            files = [p for p in files if p.stat().st_mtime <= horizon]
+        if self.config.order == "mtime":
+            return sorted(files, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+        return sorted(files, key=lambda p: str(p.relative_to(self.folder)))
+
+    def _archive(self, path: Path, sha: str) -> None:
+        if self.config.archive_folder is None or not path.exists():
+            return
+        target = Path(self.config.archive_folder) / path.relative_to(self.folder)
+        if target.exists():
+            target = target.with_name(f"{target.stem}.{sha[:12]}{target.suffix}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(path), str(target))
+        log.info("archived processed file", extra={"source": self.context.source, "file": str(target)})
+
+    def _format(self, obj: FileObject, path: Path) -> str:
+        if obj.format != "auto":
+            return obj.format
+        suffix = path.suffix.lower()
+        if suffix in (".jsonl", ".ndjson", ".json"):
+            return "jsonl"
+        return "csv"
+
+    # ------------------------------------------------------------------------------------------------ records
+
+    def _record(self, stream: str, obj: FileObject, rel: str, row: _Row, mtime: datetime) -> SourceRecord:
+        object_type = obj.object_type or stream
+        error, fields = row.error, row.fields
+        sid = ""
+        modstamp = mtime
+        if error is None and fields is not None:
+            sid = str(fields.get(obj.id_column) or "").strip()
+            if not sid:
+                error = f"missing id in column {obj.id_column!r}"
+            elif obj.modstamp_column and fields.get(obj.modstamp_column) not in (None, ""):
+                try:
+                    modstamp = _parse_stamp(fields[obj.modstamp_column])
+                except (ValueError, TypeError, OverflowError):
+                    error = f"bad timestamp in {obj.modstamp_column!r}: {fields[obj.modstamp_column]!r}"
+        if error is not None or fields is None:
+            return SourceRecord(
+                source=self.context.source, object_type=object_type, source_id=f"{rel}#{row.offset}",
+                modstamp=mtime,
+                fields={ERROR_KEY: f"{rel} row {row.offset}: {error}", RAW_KEY: row.raw.rstrip("\r\n")},
+            )
+        deleted = bool(
+            obj.deleted_column
+            and str(fields.get(obj.deleted_column, "")).strip().lower() in {v.lower() for v in obj.deleted_values}
+        )
+        assoc: dict[str, list[str]] = {}
+        if obj.customer_ref_column and fields.get(obj.customer_ref_column) not in (None, ""):
+            assoc[obj.customer_object or "customers"] = [str(fields[obj.customer_ref_column]).strip()]
+        return SourceRecord(
+            source=self.context.source, object_type=object_type, source_id=sid, modstamp=modstamp,
+            fields={} if deleted else fields, deleted=deleted, associations=assoc,
+        )
+
+    def read(self, stream: str, cursor: Cursor, *, full: bool = False) -> Iterator[Page]:
+        obj = self._object(stream)
+        done: dict[str, str] = dict(cursor.state.get("done") or {})
+        current: dict[str, Any] | None = None if full else cursor.state.get("current")
+        size = self.config.page_size
+        files = self._candidates(obj)
+        if current:  # the file a crashed run was in comes first
+            files.sort(key=lambda p: str(p.relative_to(self.folder)) != current.get("file"))
+        seen_this_run: set[str] = set()
+        for path in files:
+            rel = str(path.relative_to(self.folder))
+            try:
+                sha = sha256_file(path)
+                mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+            except FileNotFoundError:
+                continue  # moved away meanwhile
+            if sha in seen_this_run or (not full and sha in done):
+                self._archive(path, sha)
+                continue
+            seen_this_run.add(sha)
+            start = 0
+            if current and current.get("file") == rel and current.get("sha256") == sha:
+                start = int(current.get("row") or 0)
+            current = None
+            rows = _jsonl_rows(path, obj) if self._format(obj, path) == "jsonl" else _csv_rows(path, obj)
+            records: list[SourceRecord] = []
+            offset = start
+            for row in rows:
+                if start and row.offset <= start:
+                    continue
+                records.append(self._record(stream, obj, rel, row, mtime))
+                offset = row.offset
+                if len(records) >= size:
+                    state = {"done": dict(done), "current": {"file": rel, "sha256": sha, "row": offset}}
+                    yield Page(records, Cursor(state=state), api_calls=0)
+                    records = []
+            done[sha] = rel
+            yield Page(records, Cursor(state={"done": dict(done), "current": None}), api_calls=0)
+            self._archive(path, sha)

@@ -1,0 +1,217 @@
+"""Query building for one SQL stream: keyset pages, related values in one batched query per page.
+
+Incremental reads page by keyset on ``(modstamp, id)``::
+
+    WHERE change > :m OR (change = :m AND id > :id) ORDER BY change, id LIMIT :page_size
+
+which an index on ``(change, id)`` serves directly, so each page costs one index range scan.
+
+Related tables (``[...objects.customers.related.emails]``) are fetched per page with one
+``WHERE fk IN (...)`` query each, never per record.
+
+Changes in related tables: when a related table has a ``change_column``, the record's modstamp is the newest
+of the parent's change column and ``MAX(related.change)`` of its related rows, and the keyset runs on that
+computed value. A candidate pre-filter (``parent.change >= :m OR id IN (SELECT fk FROM related WHERE
+related.change >= :m)``) keeps incremental pages on the indexes of both tables. Limits: the computed value
+cannot be indexed, so an *initial* load (no cursor) of a big table sorts every row once per page -- for
+tables of millions of rows prefer a trigger that touches the parent's ``updated_at`` when a related row
+changes, and leave ``change_column`` off the related tables. Hard-deleted related rows leave no trace: they
+are seen when the parent (or another related row) changes next, or on a full read.
+Rows whose change column is NULL are invisible to keyset reads; ``check()`` reports them.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import sqlalchemy as sa
+
+from cxbridge.adapters import Cursor
+
+from .config import RelatedTable, SqlObject
+from .sqlschema import Schema, ids_for, object_columns, python_id, related_columns
+from .sqlstamp import StampCodec, to_utc
+
+__all__ = ["StreamPlan", "jsonable"]
+
+MODSTAMP = "__cx_modstamp__"
+IN_CHUNK = 5000
+
+
+def jsonable(value: Any) -> Any:
+    """A JSON-friendly copy of a column value (raw fields go into the store's mirror as JSON)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, datetime):
+        return to_utc(value).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)
+
+
+@dataclass
+class RelatedPlan:
+    name: str
+    spec: RelatedTable
+    table: sa.Table
+    change: sa.Column[Any] | None = None
+
+
+@dataclass
+class StreamPlan:
+    """Everything needed to read one stream, built once from the config and the reflected tables."""
+
+    stream: str
+    obj: SqlObject
+    table: sa.Table
+    id_col: sa.Column[Any]
+    dialect: str
+    codec: StampCodec | None
+    columns: list[sa.Column[Any]]
+    related: list[RelatedPlan] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, stream: str, obj: SqlObject, schema: Schema) -> StreamPlan:
+        key = f"objects.{stream}"
+        table = schema.table(obj.table, obj.db_schema, key=f"{key}.table")
+        schema.require(table, object_columns(obj), key=key)
+        names = list(obj.columns) if obj.columns else list(table.c.keys())
+        for extra in (obj.id_column, obj.change_column, obj.soft_delete_column, obj.customer_ref_column):
+            if extra and extra not in names:
+                names.append(extra)
+        dialect = schema.engine.dialect.name
+        codec = StampCodec(table.c[obj.change_column], dialect) if obj.change_column else None
+        plan = cls(stream, obj, table, table.c[obj.id_column], dialect, codec, [table.c[n] for n in names])
+        for name, spec in obj.related.items():
+            rtable = schema.table(spec.table, spec.db_schema, key=f"{key}.related.{name}.table")
+            schema.require(rtable, related_columns(spec), key=f"{key}.related.{name}")
+            change = rtable.c[spec.change_column] if spec.change_column else None
+            plan.related.append(RelatedPlan(name, spec, rtable, change))
+        return plan
+
+    # ---------------------------------------------------------------------------------------------- reads
+
+    def _where_eq(self, rp: RelatedPlan) -> list[sa.ColumnElement[bool]]:
+        return [rp.table.c[col] == value for col, value in rp.spec.where.items()]
+
+    def modstamp_expr(self) -> sa.ColumnElement[Any]:
+        """The record's modstamp: the change column, or the newest of it and related change columns."""
+        assert self.codec is not None
+        base = self.codec.expr()
+        subs = []
+        for rp in self.related:
+            if rp.change is None:
+                continue
+            sub = (
+                sa.select(sa.func.max(self.codec.expr(rp.change)))
+                .where(rp.table.c[rp.spec.fk] == self.id_col, *self._where_eq(rp))
+                .scalar_subquery()
+            )
+            subs.append(sa.func.coalesce(sub, base))
+        if not subs:
+            return base
+        # SQLite's multi-argument max() is its GREATEST (https://www.sqlite.org/lang_corefunc.html#max_scalar)
+        greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
+        return greatest(base, *subs)
+
+    def page_query(self, cursor: Cursor, page_size: int) -> sa.Select[Any]:
+        """One page after ``cursor`` (keyset on modstamp, or on id for tables without a change column)."""
+        if self.codec is None:
+            stmt = sa.select(*self.columns).order_by(self.id_col).limit(page_size)
+            after = cursor.state.get("after_id")
+            if after is not None:
+                stmt = stmt.where(self.id_col > python_id(self.id_col, str(after)))
+            return stmt
+        eff = self.modstamp_expr()
+        stmt = sa.select(*self.columns, eff.label(MODSTAMP)).where(self.codec.column.is_not(None))
+        if cursor.modstamp is not None:
+            m = self.codec.to_db(cursor.modstamp)
+            if cursor.last_id is not None:
+                last = python_id(self.id_col, cursor.last_id)
+                stmt = stmt.where(sa.or_(eff > m, sa.and_(eff == m, self.id_col > last)))
+            else:
+                stmt = stmt.where(eff >= m)
+            changing = [rp for rp in self.related if rp.change is not None]
+            if changing:
+                candidates: list[sa.ColumnElement[bool]] = [self.codec.expr() >= m]
+                for rp in changing:
+                    fks = sa.select(rp.table.c[rp.spec.fk]).where(self.codec.expr(rp.change) >= m)
+                    candidates.append(self.id_col.in_(fks))
+                stmt = stmt.where(sa.or_(*candidates))
+        return stmt.order_by(eff, self.id_col).limit(page_size)
+
+    def ids_query(self, ids: Sequence[str]) -> sa.Select[Any]:
+        cols: list[Any] = list(self.columns)
+        if self.codec is not None:
+            cols.append(self.modstamp_expr().label(MODSTAMP))
+        return sa.select(*cols).where(self.id_col.in_(ids_for(self.id_col, ids)))
+
+    def live_ids_query(self) -> sa.Select[Any]:
+        stmt = sa.select(self.id_col).order_by(self.id_col)
+        if self.obj.soft_delete_column:
+            stmt = stmt.where(sa.not_(self.deleted_clause()))
+        return stmt
+
+    def deleted_clause(self) -> sa.ColumnElement[bool]:
+        col = self.table.c[self.obj.soft_delete_column or ""]
+        if self.obj.deleted_value is None:
+            return col.is_not(None)
+        return sa.and_(col.is_not(None), col == self.obj.deleted_value)
+
+    def fetch_related(self, conn: sa.Connection, ids: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
+        """``{field: {str(parent_id): [values...]}}`` with one ``IN`` query per related table (chunked only for
+        very large pages, to stay below drivers' bound-parameter limits)."""
+        out: dict[str, dict[str, list[Any]]] = {}
+        for rp in self.related:
+            cmap = rp.spec.column_map()
+            fk = rp.table.c[rp.spec.fk]
+            order: list[Any] = [fk]
+            if rp.spec.order_by:
+                oc = rp.table.c[rp.spec.order_by]
+                order.append(oc.desc() if rp.spec.descending else oc)
+            order += list(rp.table.primary_key.columns) or [rp.table.c[c] for c in cmap.values()]
+            values: dict[str, list[Any]] = {}
+            for start in range(0, len(ids), IN_CHUNK):
+                chunk = list(ids[start : start + IN_CHUNK])
+                stmt = (
+                    sa.select(fk.label("__fk__"), *[rp.table.c[c].label(f"__v_{k}") for k, c in cmap.items()])
+                    .where(fk.in_(chunk), *self._where_eq(rp))
+                    .order_by(*order)
+                )
+                for row in conn.execute(stmt).mappings():
+                    if rp.spec.value is not None:
+                        item: Any = jsonable(row["__v_value"])
+                        if item is None or item == "":
+                            continue
+                    else:
+                        item = {k: jsonable(row[f"__v_{k}"]) for k in cmap}
+                    values.setdefault(str(row["__fk__"]), []).append(item)
+            out[rp.name] = values
+        return out
+
+    def is_deleted(self, row: sa.RowMapping) -> bool:
+        if not self.obj.soft_delete_column:
+            return False
+        value = row[self.obj.soft_delete_column]
+        if value is None:
+            return False
+        wanted = self.obj.deleted_value
+        if wanted is None:
+            return True
+        return bool(value == wanted or str(value).strip().lower() == str(wanted).strip().lower())
