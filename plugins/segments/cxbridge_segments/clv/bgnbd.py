@@ -182,13 +182,15 @@ def expected_purchases(
     if abs(a - 1.0) < 1e-9:  # a == 1 is a removable singularity; the expression is continuous there
         return expected_purchases(BgNbdParams(r, alpha, a + 1e-6, b), ts, xa, ta, Ta)
     z = ts / (alpha + Ta + ts)
-    hyp = hyp2f1_safe(r + xa, b + xa, a + b + xa - 1.0, z)
+    # Eq. 10 has ((alpha+T)/(alpha+T+t))^(r+x) * 2F1(r+x, b+x; a+b+x-1; z). For heavy buyers the power
+    # underflows while 2F1 overflows. Euler's transformation 2F1(A, B; C; z) = (1-z)^(C-A-B) 2F1(C-A, C-B; C; z)
+    # with 1 - z = (alpha+T)/(alpha+T+t) turns the product into (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z),
+    # in which x only grows C -- numerically benign for any x.
     head = (a + b + xa - 1.0) / (a - 1.0)
-    # ((alpha+T)/(alpha+T+t))^(r+x) in logs to avoid under/overflow for heavy buyers.
-    ratio = np.exp((r + xa) * (np.log(alpha + Ta) - np.log(alpha + Ta + ts)))
+    term = np.power(1.0 - z, a - 1.0) * hyp2f1_safe(a + b - 1.0 - r, a - 1.0, a + b + xa - 1.0, z)
     xm = np.where(xa > 0, xa, 1.0)
     log_odds = np.log(a) - np.log(b + xm - 1.0) + (r + xa) * (np.log(alpha + Ta) - np.log(alpha + ta))
     with np.errstate(over="ignore"):  # overflow -> inf -> expected purchases 0, which is the limit
         denom = 1.0 + np.where(xa > 0, np.exp(log_odds), 0.0)
-    out: NDArray[np.float64] = head * (1.0 - ratio * hyp) / denom
+    out: NDArray[np.float64] = head * (1.0 - term) / denom
     return out
