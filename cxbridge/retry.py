@@ -11,6 +11,7 @@ tests ``wrapped=MockTransport(router.handler)``) and sends each request up to ``
 - the wait is :attr:`RetryPolicy.wait_for` (an adapter hook, e.g. HubSpot's ten-secondly policy), else the
   ``Retry-After`` header (seconds or an HTTP date), else exponential backoff with jitter -- always capped at
   ``max_wait``;
+- response bodies are read inside the attempt, so a connection dropped mid-body is retried as well;
 - after the last attempt the last response is returned (its status tells the adapter what happened), or the
   last transport error is re-raised (``reraise=True``).
 
@@ -215,18 +216,18 @@ class RetryTransport(httpx.BaseTransport):
         started = time.perf_counter()
         try:
             response = self.wrapped.handle_request(request)
+            # Read the body inside the attempt: a connection dropped mid-body is then retried like any other
+            # transport error, and the connection goes back to the pool before any wait. API answers are
+            # pages of JSON, so buffering them costs nothing worth streaming for.
+            try:
+                response.read()
+            finally:
+                response.close()
         except httpx.TransportError as exc:
             if self.on_attempt:
                 self.on_attempt(request, None, exc, time.perf_counter() - started, attempt)
             raise
         verdict = self.policy.classify_response(response)
-        if verdict == "retry":
-            # Read the body now: the adapter needs it if this turns out to be the last attempt, and the
-            # connection must go back to the pool before we wait.
-            try:
-                response.read()
-            finally:
-                response.close()
         if self.on_attempt:
             self.on_attempt(request, response, None, time.perf_counter() - started, attempt)
         if verdict == "retry":
