@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
 
 from cxbridge import hookimpl
-from cxbridge.adapters import Adapter, AdapterContext, AdapterInfo, Cursor, StreamInfo
+from cxbridge.adapters import Adapter, AdapterInfo, Cursor, StreamInfo
 from cxbridge.config import Config, ConfigValidationError, config_from_dict, load_config
 from cxbridge.errors import ConfigError
 from cxbridge.hooktypes import SettingsInfo, TraitInfo
@@ -297,7 +297,7 @@ def test_settings_model_with_required_field_errors_when_table_missing(pm: Any) -
 def test_invalid_toml_and_missing_file(tmp_path: Path, pm: Any) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", pm=pm, env={})
-    with pytest.raises(ConfigError, match="not valid TOML.*line 2"):
+    with pytest.raises(ConfigError, match=r"not valid TOML.*line 2"):
         load_config(write(tmp_path, "[store]\nurl = \n"), pm=pm, env={})
 
 
