@@ -22,6 +22,7 @@ from cxbridge.adapters import (
     WriteResult,
 )
 from cxbridge.errors import ConfigError, CxbridgeError
+from cxbridge.retry import RetryPolicy
 
 from .bulk import BulkReader
 from .client import SalesforceClient
@@ -45,11 +46,18 @@ class SalesforceAdapter(Adapter):
     capabilities = frozenset({"write", "erase", "read_ids", "list_ids", "describe"})
 
     def __init__(
-        self, config: SalesforceConfig, context: AdapterContext, *, session: requests.Session | None = None
+        self,
+        config: SalesforceConfig,
+        context: AdapterContext,
+        *,
+        session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         super().__init__(config, context)
         self.config: SalesforceConfig = config
-        self.client = SalesforceClient(config, sleep=context.sleep, source=context.source, session=session)
+        self.client = SalesforceClient(
+            config, sleep=context.sleep, source=context.source, session=session, retry=retry
+        )
         self.writer = SalesforceWriter(self.client, task_key_field=config.task_key_field)
         self._describe: dict[str, dict[str, Any]] = {}
 

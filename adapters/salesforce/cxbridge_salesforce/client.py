@@ -26,9 +26,10 @@ from typing import Any, TypeVar
 import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from cxbridge.errors import AdapterError, AuthError, QuotaExhausted, RemoteError
+from cxbridge.retry import RetryPolicy
 
 from .auth import Session, login
 from .config import SalesforceConfig
@@ -95,6 +96,7 @@ class SalesforceClient:
     :param sleep: injectable sleep used for backoff (``context.sleep``).
     :param source: source name for errors.
     :param session: a ``requests`` session to use (tests may pass one); TLS from the environment otherwise.
+    :param retry: the retry policy (attempts, backoff, cap, sleep); default from the config and ``sleep``.
     """
 
     def __init__(
@@ -104,10 +106,13 @@ class SalesforceClient:
         sleep: Callable[[float], None],
         source: str | None = None,
         session: requests.Session | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self.config = config
         self.source = source
-        self._sleep = sleep
+        self.retry = retry or RetryPolicy(
+            max_attempts=config.max_attempts, base=1.0, max_wait=config.max_wait_seconds, sleep=sleep
+        )
         self.usage = ApiUsage()
         self.http = session or requests.Session()
         if config.ca_bundle:
@@ -185,17 +190,20 @@ class SalesforceClient:
                 raise self.map_error(exc, what) from None
             except (requests.ConnectionError, requests.Timeout) as exc:
                 raise AdapterError(
-                    f"{what}: {type(exc).__name__} after {self.config.max_attempts} attempts",
+                    f"{what}: {type(exc).__name__} after {self.retry.max_attempts} attempts",
                     source=self.source,
                     kind="transient",
                 ) from None
 
     def _retrying(self, fn: Callable[[Salesforce], T]) -> T:
+        # simple-salesforce speaks requests, not httpx, so cxbridge.retry.RetryTransport cannot wrap it; the
+        # same RetryPolicy (attempts, jittered capped backoff, injectable sleep) drives tenacity here instead.
+        policy = self.retry
         retrying = Retrying(
-            stop=stop_after_attempt(self.config.max_attempts),
-            wait=wait_exponential_jitter(initial=1, max=self.config.max_wait_seconds),
+            stop=stop_after_attempt(policy.max_attempts),
+            wait=lambda state: policy.backoff(state.attempt_number),
             retry=retry_if_exception(_transient),
-            sleep=self._sleep,
+            sleep=policy.sleep,
             reraise=True,
             before_sleep=lambda state: log.warning(
                 "salesforce transient error; retrying",

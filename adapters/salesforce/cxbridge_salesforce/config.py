@@ -125,7 +125,10 @@ class SalesforceConfig(_Strict):
     bulk_poll_seconds: float = Field(2.0, gt=0, description="First poll interval of a Bulk job (backs off).")
     bulk_poll_max_seconds: float = Field(30.0, gt=0)
     bulk_timeout_seconds: float = Field(6 * 3600.0, gt=0)
-    page_size: int = Field(2000, ge=200, le=2000, description="Records per yielded page (REST batch size).")
+    page_size: int = Field(
+        2000, ge=1, le=50_000, description="Records per yielded page of a Bulk load (REST pages are Salesforce's "
+        "own batches of up to 2,000)."
+    )
     quota_share: float = Field(
         0.8, gt=0, le=1, description="Stop cleanly once this share of the daily API allowance is used."
     )

@@ -95,6 +95,7 @@ class FakeSalesforce(FakeStore):
         self.security_token = "TOKEN123"
         self.jwt_public_key: str | None = None
         self.tokens: dict[str, bool] = {}
+        self.broken_sessions = False  # True: every new token is rejected at once (a revoked app)
         self.logins = 0
         self._token_seq = itertools.count(1)
         self.faults: list[int | str] = []
@@ -140,7 +141,7 @@ class FakeSalesforce(FakeStore):
 
     def _issue(self) -> str:
         token = f"00Dfake!{next(self._token_seq):06d}"
-        self.tokens[token] = True
+        self.tokens[token] = not self.broken_sessions
         self.logins += 1
         return token
 
