@@ -100,6 +100,9 @@ class SqlObject(_Config):
     touch_on_write: bool = Field(
         True, description="Set change_column to now on write-back, as a CRM would (our writes come back once)."
     )
+    insert_defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Column -> value for rows inserted by upsert ops (NOT NULL columns)."
+    )
     erase_mode: Literal["delete", "anonymize"] = Field("delete", description="What erase() does with the row.")
     anonymize: dict[str, Any] = Field(
         default_factory=dict, description="For erase_mode = 'anonymize': column -> replacement value (often null)."

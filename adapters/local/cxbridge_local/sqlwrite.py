@@ -130,7 +130,9 @@ class Writer:
             if found:
                 conn.execute(sa.update(table).where(id_col == found[0][0]).values(values))
                 return str(found[0][0])
-            values[op.id_property] = op.id_value
+            values = {**obj.insert_defaults, **values, op.id_property: op.id_value}
+            if obj.soft_delete_column and isinstance(obj.deleted_value, bool):
+                values.setdefault(obj.soft_delete_column, not obj.deleted_value)
             res = conn.execute(sa.insert(table).values(values))
             pk = res.inserted_primary_key
             return str(pk[0]) if pk and pk[0] is not None else None
