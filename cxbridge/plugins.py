@@ -79,7 +79,7 @@ ENTRYPOINT_GROUP = "cxbridge"
 
 #: Built-in behaviour, registered as plugins before any entry point (module paths). Overridable defaults use
 #: ``trylast=True``. Adding a built-in is one line here.
-DEFAULT_PLUGINS: tuple[str, ...] = ()
+DEFAULT_PLUGINS: tuple[str, ...] = ("cxbridge.identity.default",)
 
 _FALSE = {"", "0", "false", "no", "off"}
 

@@ -1,0 +1,252 @@
+"""Golden records: survivorship over linked source records, and loading customers from the store.
+
+A golden customer is assembled from the mapped patches of every live source record linked to it
+(``source_links`` + ``source_records.mapped``). Survivorship picks, per flat field (``first_name``,
+``demographics.country``, ``external_ids.erp_no``...), the value of the best-ranked record that has one:
+
+- ``source_priority``: records of sources earlier in ``identity.source_priority`` win (unlisted sources come
+  last); ties go to the most recent record;
+- ``most_recent``: the most recently modified record wins;
+- ``most_complete``: the record with the most non-empty fields wins; ties go to the most recent.
+
+List fields are merged instead of picked: ``emails`` and ``phones`` are the ordered union (the winner's
+primary value first), ``addresses`` the de-duplicated union. Consent opt-outs are sticky: if any linked
+record says a customer opted out, the golden record says so (a CRM that forgot an opt-out must not undo it).
+Every field's :class:`~cxbridge.models.Provenance` names the record its value came from.
+
+Aliases: when golden records merge, the merged ids become rows in ``customer_aliases`` pointing at the
+survivor, always the *final* survivor (chains are collapsed when they form), so one lookup resolves any id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, select
+
+from .models import Customer, Provenance, SourceLink, Trait
+from .store import schema as s
+
+__all__ = [
+    "Contribution",
+    "Survivorship",
+    "assemble",
+    "load_customers",
+    "resolve_aliases",
+]
+
+_NOT_GOLDEN = frozenset({"organization_ref", "customer_ref"})
+_LIST_FIELDS = ("emails", "phones")
+_NESTED = ("demographics", "consent", "external_ids", "custom")
+IN_CHUNK = 500
+
+
+class Contribution(NamedTuple):
+    """One linked source record's mapped patch."""
+
+    source: str
+    object_type: str
+    source_id: str
+    modstamp: datetime | None
+    patch: Mapping[str, Any]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _ts(value: datetime | None) -> float:
+    if value is None:
+        return float("-inf")
+    return (_utc(value) or value).timestamp()
+
+
+class Survivorship:
+    """A survivorship rule.
+
+    :param strategy: ``source_priority``, ``most_recent`` or ``most_complete``.
+    :param priority: source names, best first (for ``source_priority``).
+    """
+
+    STRATEGIES = ("source_priority", "most_recent", "most_complete")
+
+    def __init__(self, strategy: str = "source_priority", priority: Sequence[str] = ()) -> None:
+        if strategy not in self.STRATEGIES:
+            raise ValueError(f"unknown survivorship {strategy!r}; use one of {', '.join(self.STRATEGIES)}")
+        self.strategy = strategy
+        self.rank = {name: i for i, name in enumerate(priority)}
+
+    def order(self, contributions: Sequence[Contribution]) -> list[Contribution]:
+        """The contributions best first (deterministic: ties broken by source key)."""
+        unlisted = len(self.rank)
+
+        def key(c: Contribution) -> tuple[Any, ...]:
+            tie = (c.source, c.object_type, c.source_id)
+            if self.strategy == "source_priority":
+                return (self.rank.get(c.source, unlisted), -_ts(c.modstamp), tie)
+            if self.strategy == "most_recent":
+                return (-_ts(c.modstamp), tie)
+            filled = sum(1 for k, v in c.patch.items() if k not in _NOT_GOLDEN and v not in (None, "", []))
+            return (-filled, -_ts(c.modstamp), tie)
+
+        return sorted(contributions, key=key)
+
+
+def _prov(c: Contribution) -> dict[str, Any]:
+    return {
+        "source": c.source,
+        "object_type": c.object_type,
+        "source_id": c.source_id,
+        "observed_at": _utc(c.modstamp).isoformat() if c.modstamp else None,  # type: ignore[union-attr]
+    }
+
+
+def assemble(
+    contributions: Sequence[Contribution], rule: Survivorship
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Assemble a golden record from linked patches.
+
+    :returns: ``(data, provenance)``: ``data`` is the nested Customer dump stored in ``customers.data``
+        (without id, traits, links, provenance and aliases); ``provenance`` maps flat field -> source.
+    """
+    ordered = rule.order(contributions) if len(contributions) > 1 else list(contributions)
+    flat: dict[str, Any] = {}
+    prov: dict[str, dict[str, Any]] = {}
+    lists: dict[str, list[Any]] = {}
+    addresses: list[dict[str, Any]] = []
+    seen_addr: set[tuple[Any, ...]] = set()
+    for c in ordered:
+        cprov: dict[str, Any] | None = None
+        for key, value in c.patch.items():
+            if key in _NOT_GOLDEN or value is None:
+                continue
+            if key in _LIST_FIELDS:
+                bucket = lists.setdefault(key, [])
+                for item in value:
+                    if item not in bucket:
+                        bucket.append(item)
+                if key not in prov and value:
+                    prov[key] = cprov = cprov or _prov(c)
+            elif key == "addresses":
+                for addr in value:
+                    ident = tuple(sorted(addr.items()))
+                    if ident not in seen_addr:
+                        seen_addr.add(ident)
+                        addresses.append(dict(addr))
+                if "addresses" not in prov and value:
+                    prov["addresses"] = cprov = cprov or _prov(c)
+            elif key.startswith("consent.") and value is True and flat.get(key) is not True:
+                flat[key] = True  # opt-outs are sticky across sources
+                prov[key] = cprov = cprov or _prov(c)
+            elif key not in flat:
+                flat[key] = value
+                prov[key] = cprov = cprov or _prov(c)
+    data: dict[str, Any] = {"emails": lists.get("emails", []), "phones": lists.get("phones", [])}
+    if addresses:
+        data["addresses"] = addresses
+    for key, value in flat.items():
+        head, dot, tail = key.partition(".")
+        if dot and head in _NESTED:
+            data.setdefault(head, {})[tail] = value
+        else:
+            data[key] = value
+    return data, prov
+
+
+# ---------------------------------------------------------------------------------------------------- loading
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(ids), IN_CHUNK):
+        yield ids[i : i + IN_CHUNK]
+
+
+def resolve_aliases(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    """Map each id to its surviving golden id (ids that are not aliases map to themselves)."""
+    wanted = list(dict.fromkeys(ids))
+    out = {i: i for i in wanted}
+    for part in _chunks(wanted):
+        rows = conn.execute(
+            select(s.customer_aliases.c.alias_id, s.customer_aliases.c.customer_id).where(
+                s.customer_aliases.c.alias_id.in_(part)
+            )
+        )
+        for alias, survivor in rows:
+            out[alias] = survivor
+    return out
+
+
+def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool = False) -> list[Customer]:
+    """Load golden customers with traits, links, provenance and aliases.
+
+    :param ids: golden ids or aliases (resolved to the survivor; each survivor is returned once, in the order
+        of first mention). Unknown ids are skipped, and erased customers unless ``include_erased``.
+    """
+    survivors = list(dict.fromkeys(resolve_aliases(conn, ids).values()))
+    if not survivors:
+        return []
+    rows: dict[str, Any] = {}
+    traits: dict[str, dict[str, Trait]] = {}
+    links: dict[str, list[SourceLink]] = {}
+    aliases: dict[str, list[str]] = {}
+    for part in _chunks(survivors):
+        query = select(s.customers).where(s.customers.c.id.in_(part))
+        if not include_erased:
+            query = query.where(s.customers.c.erased.is_(False))
+        for row in conn.execute(query):
+            rows[row.id] = row
+        for t in conn.execute(select(s.traits).where(s.traits.c.customer_id.in_(part))):
+            traits.setdefault(t.customer_id, {})[t.name] = Trait(
+                name=t.name, value=t.value, type=t.type, producer=t.producer, computed_at=_utc(t.computed_at)
+            )
+        link_rows = conn.execute(
+            select(s.source_links)
+            .where(s.source_links.c.customer_id.in_(part))
+            .order_by(s.source_links.c.source, s.source_links.c.object_type, s.source_links.c.source_id)
+        )
+        for link in link_rows:
+            links.setdefault(link.customer_id, []).append(
+                SourceLink(source=link.source, object_type=link.object_type, source_id=link.source_id,
+                           linked_at=_utc(link.linked_at), rule=link.rule)
+            )
+        alias_rows = conn.execute(
+            select(s.customer_aliases.c.alias_id, s.customer_aliases.c.customer_id)
+            .where(s.customer_aliases.c.customer_id.in_(part))
+            .order_by(s.customer_aliases.c.alias_id)
+        )
+        for alias, survivor in alias_rows:
+            aliases.setdefault(survivor, []).append(alias)
+    out: list[Customer] = []
+    for cid in survivors:
+        row = rows.get(cid)
+        if row is None:
+            continue
+        data = dict(row.data or {})
+        data.pop("id", None)
+        provenance = {
+            k: Provenance(
+                source=v["source"], object_type=v["object_type"], source_id=v["source_id"],
+                observed_at=v.get("observed_at"),
+            )
+            for k, v in (row.provenance or {}).items()
+        }
+        customer = Customer.model_validate(
+            {
+                **data,
+                "id": cid,
+                "traits": traits.get(cid, {}),
+                "links": links.get(cid, []),
+                "provenance": provenance,
+                "aliases": aliases.get(cid, []),
+                "created_at": _utc(row.created_at),
+                "updated_at": _utc(row.updated_at),
+            }
+        )
+        if row.erased:
+            customer.consent.erased = True
+        out.append(customer)
+    return out

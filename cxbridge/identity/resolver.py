@@ -1,0 +1,429 @@
+"""Applying identity decisions to the store, one page at a time.
+
+:class:`IdentityResolver` links a page of customer records to golden customers inside the page's
+transaction:
+
+1. one query for every match key of the page (``identity_keys``), one for the page's current links;
+2. per record, a :class:`~cxbridge.hooktypes.IdentityDecision` from the ``resolve_identity`` hook (the
+   built-in :mod:`cxbridge.identity.default` decides unless a plugin does) -- records of the same page see
+   each other's decisions, so two new records with one email make one customer;
+3. merges first (links, keys, interactions and traits move to the survivor; the merged id becomes an alias,
+   and aliases that pointed at it are re-pointed, so chains collapse to the final survivor), then the page's
+   links and keys (only the differences are written);
+4. golden records of every affected customer are re-assembled (:func:`cxbridge.golden.assemble`) from all
+   their live linked records; customers without links left are removed (their interactions become
+   unlinked, their traits go).
+
+Tombstones and CRM merges of customer records (``deleted`` / ``merged_into``) go through
+:meth:`IdentityResolver.remove`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, func, select, update
+
+from ..golden import IN_CHUNK, Contribution, Survivorship, assemble
+from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
+from ..models import SourceRecord
+from ..store import schema as s
+from ..store.ops import new_id
+from ..sync.bulk import bulk_delete, bulk_upsert
+from .default import decide as default_decide
+from .keys import KeyBuilder
+
+__all__ = ["Decider", "IdentityResolver", "LiveItem", "ResolveResult"]
+
+logger = logging.getLogger(__name__)
+
+Decider = Callable[[IdentityCandidate, Sequence[IdentityMatch]], IdentityDecision | None]
+
+
+@dataclass
+class LiveItem:
+    """A live (not deleted) customer record of the page with its mapped patch and its previous state."""
+
+    record: SourceRecord
+    patch: dict[str, Any]
+    old_patch: Mapping[str, Any] | None = None
+
+
+@dataclass
+class ResolveResult:
+    """What a page changed: customers to notify, merges to announce, customers removed."""
+
+    changed: set[str] = field(default_factory=set)
+    merges: list[tuple[str, list[str]]] = field(default_factory=list)
+    removed: set[str] = field(default_factory=set)
+    links: dict[str, str] = field(default_factory=dict)  # source_id -> golden id for the page's records
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(items), IN_CHUNK):
+        yield items[i : i + IN_CHUNK]
+
+
+class IdentityResolver:
+    """Links customer records to golden customers (see the module docs).
+
+    :param keys: builds match keys from patches.
+    :param survivorship: the golden-record rule.
+    :param decider: the ``resolve_identity`` hook call; None results fall back to the built-in decision.
+    :param default_only: True when no plugin overrides ``resolve_identity`` (the hook call is skipped).
+    """
+
+    def __init__(
+        self,
+        keys: KeyBuilder,
+        survivorship: Survivorship,
+        decider: Decider | None = None,
+        *,
+        default_only: bool = True,
+    ) -> None:
+        self.keys = keys
+        self.survivorship = survivorship
+        self.decider = decider
+        self.default_only = default_only or decider is None
+
+    # ------------------------------------------------------------------------------------------ live records
+
+    def link(
+        self, conn: Connection, source: str, object_type: str, items: Sequence[LiveItem], now: datetime
+    ) -> ResolveResult:
+        """Link the page's live customer records; returns what changed."""
+        result = ResolveResult()
+        if not items:
+            return result
+        page = _PageState(self, conn, result, now)
+        ids = [item.record.source_id for item in items]
+        current = page.current_links(source, object_type, ids)
+        item_keys = [self.keys(item.patch) for item in items]
+        page.load_key_owners({k for keys in item_keys for k in keys})
+        # records in the page's key/link decisions
+        assigned: dict[str, tuple[str, str]] = {}
+        for item, keys in zip(items, item_keys, strict=True):
+            sid = item.record.source_id
+            cur = current.get(sid)
+            cur = page.final(cur) if cur else None
+            decision = page.decide(item, keys, cur)
+            cid = page.apply(decision, cur)
+            assigned[sid] = (cid, decision.rule)
+            for key in keys:
+                page.key_owner.setdefault(key, set()).add(cid)
+            if cur and cur != cid:
+                page.affected.add(cur)
+            page.affected.add(cid)
+            page.local[sid] = item
+        page.flush_merges(reason_prefix="identity")
+        # links and keys of the page, final ids only
+        link_rows = []
+        key_deletes: list[tuple[str, str, str, str]] = []
+        key_rows = []
+        for item, keys in zip(items, item_keys, strict=True):
+            sid = item.record.source_id
+            cid, rule = assigned[sid]
+            cid = page.final(cid)
+            result.links[sid] = cid
+            old_cid = current.get(sid)
+            if old_cid != cid:
+                link_rows.append({
+                    "source": source, "object_type": object_type, "source_id": sid, "entity": "customer",
+                    "customer_id": cid, "organization_id": None, "rule": rule, "linked_at": now,
+                })
+            old_keys = set(self.keys(item.old_patch)) if (item.old_patch is not None and old_cid) else set()
+            new_keys = set(keys)
+            key_deletes.extend((k, source, object_type, sid) for k in old_keys - new_keys)
+            moved = old_cid is None or old_cid != cid
+            for k in keys:
+                if moved or k not in old_keys:
+                    key_rows.append(
+                        {"key": k, "source": source, "object_type": object_type, "source_id": sid,
+                         "customer_id": cid}
+                    )
+        bulk_upsert(conn, s.source_links, link_rows, ["source", "object_type", "source_id"])
+        bulk_delete(conn, s.identity_keys, ["key", "source", "object_type", "source_id"], key_deletes)
+        bulk_upsert(conn, s.identity_keys, _dedupe_keys(key_rows), ["key", "source", "object_type", "source_id"])
+        page.recompute(source, object_type)
+        return result
+
+    # ------------------------------------------------------------------------------------ tombstones, merges
+
+    def remove(
+        self,
+        conn: Connection,
+        source: str,
+        object_type: str,
+        tombstones: Sequence[tuple[str, str | None, Mapping[str, Any] | None]],
+        now: datetime,
+    ) -> ResolveResult:
+        """Unlink deleted customer records; for ``merged_into`` records merge their golden customer into the
+        survivor record's.
+
+        :param tombstones: ``(source_id, merged_into or None, previous mapped patch or None)``.
+        """
+        result = ResolveResult()
+        if not tombstones:
+            return result
+        page = _PageState(self, conn, result, now)
+        ids = [t[0] for t in tombstones]
+        survivors = [t[1] for t in tombstones if t[1]]
+        current = page.current_links(source, object_type, [*ids, *survivors])
+        link_deletes = []
+        key_deletes = []
+        pre_links = []
+        for sid, merged_into, old_patch in tombstones:
+            cid = current.get(sid)
+            if cid is None:
+                continue
+            cid = page.final(cid)
+            link_deletes.append((source, object_type, sid))
+            if old_patch is not None:
+                key_deletes.extend((k, source, object_type, sid) for k in self.keys(old_patch))
+            page.affected.add(cid)
+            if merged_into:
+                target = current.get(merged_into)
+                if target is None:
+                    # The survivor record was not synced yet: pre-link it to this golden id so the id survives.
+                    current[merged_into] = cid
+                    pre_links.append({
+                        "source": source, "object_type": object_type, "source_id": merged_into,
+                        "entity": "customer", "customer_id": cid, "organization_id": None,
+                        "rule": f"crm-merge:{source}", "linked_at": now,
+                    })
+                else:
+                    target = page.final(target)
+                    if target != cid:
+                        page.merge(target, [cid])
+                        page.affected.add(target)
+        page.flush_merges(reason_prefix=f"crm-merge:{source}")
+        bulk_delete(conn, s.source_links, ["source", "object_type", "source_id"], link_deletes)
+        bulk_delete(conn, s.identity_keys, ["key", "source", "object_type", "source_id"], key_deletes)
+        # keys of deleted records whose old patch was unknown
+        for part in _chunks([sid for sid, _m, p in tombstones if p is None]):
+            conn.execute(delete(s.identity_keys).where(and_(
+                s.identity_keys.c.source == source, s.identity_keys.c.object_type == object_type,
+                s.identity_keys.c.source_id.in_(part))))
+        bulk_upsert(conn, s.source_links, pre_links, ["source", "object_type", "source_id"], [])
+        page.recompute(source, object_type)
+        return result
+
+
+def _dedupe_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        seen[(row["key"], row["source_id"])] = row
+    return list(seen.values())
+
+
+class _PageState:
+    """Working state of one page's identity pass."""
+
+    def __init__(self, resolver: IdentityResolver, conn: Connection, result: ResolveResult, now: datetime):
+        self.r = resolver
+        self.conn = conn
+        self.result = result
+        self.now = now
+        self.key_owner: dict[str, set[str]] = {}
+        self.alias: dict[str, str] = {}  # merged id -> survivor (this page)
+        self.pending_merges: list[tuple[str, list[str]]] = []
+        self.merge_rule: dict[str, str] = {}
+        self.fresh: set[str] = set()  # created in this page, all links local
+        self.affected: set[str] = set()
+        self.local: dict[str, LiveItem] = {}
+
+    def current_links(self, source: str, object_type: str, ids: Sequence[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        t = s.source_links
+        for part in _chunks(list(dict.fromkeys(ids))):
+            rows = self.conn.execute(
+                select(t.c.source_id, t.c.customer_id).where(
+                    t.c.source == source, t.c.object_type == object_type, t.c.source_id.in_(part)
+                )
+            )
+            out.update({sid: cid for sid, cid in rows if cid})
+        return out
+
+    def load_key_owners(self, keys: set[str]) -> None:
+        t = s.identity_keys
+        for part in _chunks(sorted(keys)):
+            for key, cid in self.conn.execute(select(t.c.key, t.c.customer_id).where(t.c.key.in_(part))):
+                self.key_owner.setdefault(key, set()).add(cid)
+
+    def final(self, cid: str) -> str:
+        seen = 0
+        while cid in self.alias and seen < 1000:
+            cid = self.alias[cid]
+            seen += 1
+        return cid
+
+    def decide(self, item: LiveItem, keys: tuple[str, ...], current: str | None) -> IdentityDecision:
+        shared: dict[str, list[str]] = {}
+        for key in keys:
+            for cid in self.key_owner.get(key, ()):
+                shared.setdefault(self.final(cid), []).append(key)
+        matches = [
+            IdentityMatch(customer_id=cid, keys=tuple(ks))
+            for cid, ks in sorted(shared.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+        ]
+        candidate = IdentityCandidate(record=item.record, keys=keys, patch=item.patch, current_customer_id=current)
+        decision = None
+        if not self.r.default_only and self.r.decider is not None:
+            decision = self.r.decider(candidate, matches)
+        return decision or default_decide(candidate, matches)
+
+    def apply(self, decision: IdentityDecision, current: str | None) -> str:
+        if decision.action == "new" or not decision.customer_id:
+            cid = new_id("cus")
+            self.fresh.add(cid)
+            return cid
+        survivor = self.final(decision.customer_id)
+        if decision.action == "merge":
+            others = [self.final(m) for m in decision.merge_ids]
+            others = [m for m in dict.fromkeys(others) if m != survivor]
+            if others:
+                self.merge(survivor, others, rule=decision.rule)
+        return survivor
+
+    def merge(self, survivor: str, merged: list[str], rule: str = "") -> None:
+        for m in merged:
+            self.alias[m] = survivor
+            self.affected.discard(m)
+            self.merge_rule.setdefault(m, rule)
+        self.fresh.discard(survivor)
+        self.pending_merges.append((survivor, merged))
+
+    def flush_merges(self, reason_prefix: str) -> None:
+        """Write the page's merges: everything of a merged id moves to its final survivor."""
+        if not self.pending_merges:
+            return
+        conn, now = self.conn, self.now
+        final_of: dict[str, str] = {m: self.final(m) for _s, ms in self.pending_merges for m in ms}
+        by_survivor: dict[str, list[str]] = {}
+        for m, survivor in final_of.items():
+            by_survivor.setdefault(survivor, []).append(m)
+        for survivor, merged in by_survivor.items():
+            stored = [m for m in merged if m not in self.fresh]
+            self.fresh.difference_update(merged)
+            for table, col in ((s.source_links, "customer_id"), (s.identity_keys, "customer_id"),
+                               (s.interactions, "customer_id"), (s.customer_aliases, "customer_id")):
+                if stored:
+                    conn.execute(update(table).where(table.c[col].in_(stored)).values({col: survivor}))
+            if stored:
+                self._move_traits(survivor, stored)
+                conn.execute(delete(s.customers).where(s.customers.c.id.in_(stored)))
+            alias_rows = [
+                {"alias_id": m, "customer_id": survivor, "created_at": now,
+                 "reason": (f"identity:{self.merge_rule.get(m, '')}" if reason_prefix == "identity"
+                            else reason_prefix)[:64]}
+                for m in stored
+            ]
+            bulk_upsert(conn, s.customer_aliases, alias_rows, ["alias_id"])
+            if stored:
+                self.result.merges.append((survivor, stored))
+            self.affected.add(survivor)
+        self.pending_merges.clear()
+
+    def _move_traits(self, survivor: str, merged: list[str]) -> None:
+        t = s.traits
+        have = {name for (name,) in self.conn.execute(select(t.c.name).where(t.c.customer_id == survivor))}
+        rows = self.conn.execute(select(t).where(t.c.customer_id.in_(merged)).order_by(t.c.computed_at)).all()
+        moved: dict[str, Any] = {}
+        for row in rows:
+            if row.name not in have:
+                moved[row.name] = row
+        self.conn.execute(delete(t).where(t.c.customer_id.in_(merged)))
+        bulk_upsert(self.conn, t, [
+            {"customer_id": survivor, "name": r.name, "value": r.value, "type": r.type, "producer": r.producer,
+             "computed_at": r.computed_at} for r in moved.values()
+        ], ["customer_id", "name"])
+
+    # ---------------------------------------------------------------------------------------------- golden
+
+    def recompute(self, source: str, object_type: str) -> None:
+        affected = {self.final(c) for c in self.affected}
+        if not affected:
+            return
+        contributions: dict[str, list[Contribution]] = {c: [] for c in affected}
+        fresh = affected & self.fresh
+        for sid, item in self.local.items():
+            cid = self.final(self.result.links.get(sid, ""))
+            if cid in fresh:
+                rec = item.record
+                contributions[cid].append(Contribution(source, object_type, sid, rec.modstamp, item.patch))
+        stored = sorted(affected - fresh)
+        existing: dict[str, Any] = {}
+        sl, sr, cu = s.source_links, s.source_records, s.customers
+        for part in _chunks(stored):
+            query = (
+                select(sl.c.customer_id, sr.c.source, sr.c.object_type, sr.c.source_id, sr.c.modstamp, sr.c.mapped)
+                .join(sr, and_(sr.c.source == sl.c.source, sr.c.object_type == sl.c.object_type,
+                               sr.c.source_id == sl.c.source_id))
+                .where(sl.c.customer_id.in_(part), sr.c.deleted.is_(False))
+            )
+            for row in self.conn.execute(query):
+                contributions[row.customer_id].append(
+                    Contribution(row.source, row.object_type, row.source_id, row.modstamp, row.mapped or {})
+                )
+            for row in self.conn.execute(
+                select(cu.c.id, cu.c.data, cu.c.provenance, cu.c.created_at, cu.c.version).where(cu.c.id.in_(part))
+            ):
+                existing[row.id] = row
+        empty = [c for c in stored if not contributions[c]]
+        still_linked = set()
+        for part in _chunks(empty):
+            still_linked |= {
+                cid for (cid,) in self.conn.execute(
+                    select(sl.c.customer_id).where(sl.c.customer_id.in_(part)).group_by(sl.c.customer_id)
+                    .having(func.count() > 0)
+                )
+            }
+        removed = [c for c in empty if c not in still_linked and c in existing]
+        if removed:
+            self._remove_customers(removed)
+        rows = []
+        for cid in sorted(affected):
+            contribs = contributions.get(cid) or []
+            if not contribs:
+                continue
+            data, prov = assemble(contribs, self.r.survivorship)
+            old = existing.get(cid)
+            if old is not None and old.data == data and old.provenance == prov:
+                continue
+            rows.append(_customer_row(cid, data, prov, old, self.now))
+            self.result.changed.add(cid)
+        bulk_upsert(self.conn, s.customers, rows, ["id"])
+
+    def _remove_customers(self, ids: list[str]) -> None:
+        conn = self.conn
+        conn.execute(update(s.interactions).where(s.interactions.c.customer_id.in_(ids)).values(customer_id=None))
+        conn.execute(delete(s.traits).where(s.traits.c.customer_id.in_(ids)))
+        conn.execute(delete(s.identity_keys).where(s.identity_keys.c.customer_id.in_(ids)))
+        conn.execute(delete(s.customer_aliases).where(s.customer_aliases.c.customer_id.in_(ids)))
+        conn.execute(delete(s.customers).where(s.customers.c.id.in_(ids)))
+        self.result.removed.update(ids)
+        self.result.changed.difference_update(ids)
+
+
+def _customer_row(cid: str, data: dict[str, Any], prov: dict[str, Any], old: Any, now: datetime) -> dict[str, Any]:
+    emails, phones = data.get("emails") or [], data.get("phones") or []
+    full = data.get("full_name") or " ".join(p for p in (data.get("first_name"), data.get("last_name")) if p)
+    consent = data.get("consent") or {}
+    return {
+        "id": cid,
+        "data": data,
+        "provenance": prov,
+        "display_name": (full or (emails[0] if emails else cid))[:512],
+        "primary_email": emails[0] if emails else None,
+        "primary_phone": phones[0] if phones else None,
+        "organization_id": data.get("organization_id"),
+        "erased": False,
+        "processing_opt_out": bool(consent.get("processing_opt_out")),
+        "version": (old.version + 1) if old is not None else 1,
+        "created_at": old.created_at if old is not None else now,
+        "updated_at": now,
+    }

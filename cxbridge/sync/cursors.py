@@ -1,0 +1,78 @@
+"""Stream cursors: load, look-back, clamp, never backwards (ARCHITECTURE §6.2).
+
+A cursor is ``(modstamp, last_id)`` read inclusively: the adapter returns records with
+``modstamp > m OR (modstamp = m AND id > last_id)``; with ``last_id = None`` everything at ``m`` is re-read.
+Rules applied here:
+
+- **look-back**: reads start ``lookback`` before the saved modstamp (and with ``last_id = None``), so records
+  whose modstamp was assigned late (long transactions, replication lag) are not missed; re-read records are
+  de-duplicated by content hash;
+- **clamp**: a committed cursor never moves past the run's start minus the safety margin -- records modified
+  while we page may carry stamps up to "now", and stamps in the future (skewed clocks) must not push the
+  cursor past records that are yet to be written. A clamped cursor drops ``last_id``;
+- **never backwards**: a page cursor below the saved one (pages of a look-back read) keeps the saved position;
+  only the adapter's opaque ``state`` moves;
+- a saved cursor **from the future** (beyond run start minus margin) is clamped when loaded, with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, select
+
+from ..adapters import Cursor
+from ..store import schema as s
+from ..store.ops import upsert
+
+__all__ = ["advance", "clamp", "load_cursor", "read_start", "save_cursor"]
+
+logger = logging.getLogger(__name__)
+
+
+def _pos(cursor: Cursor) -> tuple[datetime, str] | None:
+    if cursor.modstamp is None:
+        return None
+    return (cursor.modstamp, cursor.last_id or "")
+
+
+def load_cursor(conn: Connection, source: str, stream: str) -> Cursor:
+    """The committed cursor of ``(source, stream)`` (empty when the stream never synced)."""
+    row = conn.execute(
+        select(s.cursors.c.cursor).where(s.cursors.c.source == source, s.cursors.c.stream == stream)
+    ).first()
+    return Cursor.from_json(row[0] if row else None)
+
+
+def save_cursor(conn: Connection, source: str, stream: str, cursor: Cursor, run_id: str, now: datetime) -> None:
+    """Write the cursor (in the caller's transaction -- the page's)."""
+    upsert(conn, s.cursors, [{"source": source, "stream": stream, "cursor": cursor.to_json(), "run_id": run_id,
+                              "updated_at": now}], ["source", "stream"])
+
+
+def clamp(cursor: Cursor, limit: datetime) -> Cursor:
+    """``cursor`` moved back to ``limit`` (and ``last_id`` dropped) if it lies beyond it."""
+    if cursor.modstamp is not None and cursor.modstamp > limit:
+        return Cursor(modstamp=limit, last_id=None, state=cursor.state)
+    return cursor
+
+
+def read_start(saved: Cursor, lookback: timedelta, limit: datetime) -> Cursor:
+    """The cursor a run reads from: the saved one clamped to ``limit``, minus the look-back window."""
+    if saved.modstamp is not None and saved.modstamp > limit:
+        logger.warning("cursor %s lies in the future (limit %s); clamped", saved.modstamp.isoformat(),
+                       limit.isoformat())
+        saved = clamp(saved, limit)
+    if saved.modstamp is None or not lookback:
+        return saved
+    return Cursor(modstamp=saved.modstamp - lookback, last_id=None, state=saved.state)
+
+
+def advance(saved: Cursor, page: Cursor, limit: datetime) -> Cursor:
+    """The cursor to commit after a page: the page's, clamped, never behind ``saved``; state always moves."""
+    new = clamp(page, limit)
+    old_pos, new_pos = _pos(saved), _pos(new)
+    if old_pos is not None and (new_pos is None or new_pos < old_pos):
+        return Cursor(modstamp=saved.modstamp, last_id=saved.last_id, state=page.state)
+    return new
