@@ -193,7 +193,7 @@ def _normalize(name: str) -> str:
 
 
 def _name_set(value: str) -> set[str]:
-    return {_normalize(part) for part in value.split(",") if part.strip()}
+    return {_normalize(part.strip()) for part in value.split(",") if part.strip()}
 
 
 def _selected(names: Sequence[str], allow: set[str] | None, deny: set[str]) -> bool:

@@ -1,0 +1,122 @@
+"""Rich renderings shared by commands (the 360° view, customer lists)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console, Group
+from rich.panel import Panel
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from ..bridge import Customer360
+    from ..models import Customer
+
+__all__ = ["customer_360_renderable", "customers_table"]
+
+_ATTRIBUTES = (
+    "first_name",
+    "last_name",
+    "full_name",
+    "emails",
+    "phones",
+    "addresses",
+    "organization_id",
+    "demographics",
+    "external_ids",
+    "custom",
+)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list):
+        return ", ".join(_fmt(v) for v in value)
+    if hasattr(value, "model_dump"):
+        data = value.model_dump(exclude_none=True, exclude_defaults=True)
+        return ", ".join(f"{k}={v}" for k, v in data.items())
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return "" if value is None else str(value)
+
+
+def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group:
+    """The 360° view as rich renderables: identities, attributes with provenance, consent, traits, timeline."""
+    c = view.customer
+    title = c.display_name + (f"  [dim]{c.id}[/dim]" if show_id else "")
+
+    identities = Table(title="Identities", expand=True, title_justify="left")
+    for col in ("source", "object", "source id", "linked by", "last modified"):
+        identities.add_column(col)
+    for ident in view.identities:
+        stamp = ident.modstamp.strftime("%Y-%m-%d %H:%M") if ident.modstamp else ""
+        source_id = ident.source_id + (" (deleted)" if ident.deleted else "")
+        identities.add_row(ident.source, ident.object_type, source_id, ident.rule or "", stamp)
+
+    attributes = Table(title="Attributes (with provenance)", expand=True, title_justify="left")
+    attributes.add_column("field")
+    attributes.add_column("value")
+    attributes.add_column("from")
+    dumped = c.model_dump()
+    for name in _ATTRIBUTES:
+        value = getattr(c, name)
+        if value in (None, [], {}) or (hasattr(value, "model_dump") and not _fmt(value)):
+            continue
+        prov = c.provenance.get(name)
+        origin = f"{prov.source}/{prov.source_id}" if prov else ""
+        attributes.add_row(name, _fmt(value) if name in dumped else "", origin)
+
+    consent = c.consent
+    flags = [
+        name
+        for name in ("email_opt_out", "phone_opt_out", "sms_opt_out", "processing_opt_out", "erased")
+        if getattr(consent, name)
+    ]
+    consent_line = "Consent: " + (", ".join(flags) if flags else "no opt-outs")
+
+    traits = Table(title="Traits", expand=True, title_justify="left")
+    traits.add_column("trait")
+    traits.add_column("value")
+    traits.add_column("by")
+    for name, trait in sorted(c.traits.items()):
+        value = trait.value
+        if isinstance(value, float):
+            value = f"{value:.2f}"
+        traits.add_row(name, _fmt(value), trait.producer)
+
+    timeline = Table(title=f"Interactions (latest {len(view.interactions)})", expand=True, title_justify="left")
+    for col in ("when", "source", "channel", "type", "amount", "subject"):
+        timeline.add_column(col)
+    for i in view.interactions:
+        amount = f"{i.amount:.2f} {i.currency or ''}".strip() if i.amount is not None else ""
+        timeline.add_row(
+            i.occurred_at.strftime("%Y-%m-%d"),
+            i.source,
+            i.channel.value,
+            i.type.value,
+            amount,
+            (i.subject or i.content or "")[:60],
+        )
+    parts: list[Any] = [identities, attributes, consent_line, traits, timeline]
+    if view.open_writes:
+        parts.append(f"{view.open_writes} write-back(s) pending in the outbox")
+    return Group(Panel(Group(*parts), title=title, title_align="left"))
+
+
+def customers_table(customers: list[Customer], *, title: str = "Customers") -> Table:
+    table = Table(title=title)
+    for col in ("id", "name", "email", "phone", "sources"):
+        table.add_column(col)
+    for c in customers:
+        sources = sorted({link.source for link in c.links})
+        table.add_row(
+            c.id,
+            c.display_name,
+            c.emails[0] if c.emails else "",
+            c.phones[0] if c.phones else "",
+            ", ".join(sources),
+        )
+    return table
+
+
+def print_renderable(renderable: Any) -> None:
+    Console().print(renderable)
