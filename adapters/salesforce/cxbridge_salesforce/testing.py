@@ -61,7 +61,8 @@ class FakeSalesforce(FakeStore):
     """A fake org: objects in memory, the REST, Bulk 2.0 and login endpoints over ``responses``.
 
     :param instance_url: where the org's API lives.
-    :param login_url: where logins go (token endpoint and SOAP).
+    :param login_url: where logins go (token endpoint and SOAP); by default the My Domain, which is also the
+        instance (client credentials need a My Domain).
     :param daily_limit: the daily API allowance reported in ``Sforce-Limit-Info``.
     :param page_size: rows per query response (Salesforce: 2,000).
     :param bulk_chunk: rows per Bulk results set when the client sends no ``maxRecords``.
@@ -71,7 +72,7 @@ class FakeSalesforce(FakeStore):
         self,
         *,
         instance_url: str = "https://fake.my.salesforce.com",
-        login_url: str = "https://login.salesforce.com",
+        login_url: str = "https://fake.my.salesforce.com",
         api_version: str = "59.0",
         daily_limit: int = 15_000,
         page_size: int = 2000,
