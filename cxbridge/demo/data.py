@@ -16,13 +16,13 @@ import csv
 import random
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 __all__ = ["DEMO_NOW", "DemoPerson", "people", "write_callcentre", "write_shop"]
 
 #: The demo's "today": fixed so that recency-based segments are reproducible.
-DEMO_NOW = datetime(2026, 11, 1, 9, 0, tzinfo=timezone.utc)
+DEMO_NOW = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 _FIRST = [
     "Anna", "Ben", "Clara", "David", "Elena", "Felix", "Greta", "Hannes", "Ida", "Jonas", "Katharina", "Lukas",
@@ -137,7 +137,7 @@ def write_shop(path: Path, population: list[DemoPerson], seed: int = 11) -> int:
                 "INSERT INTO orders (customer_id, placed_at, total, currency, channel, status, updated_at)"
                 " VALUES (?,?,?,?,?,?,?)",
                 (cid, placed.strftime("%Y-%m-%d %H:%M:%S"), total, currency,
-                 rng.choice(["web", "web", "store", "app"]), status, placed.strftime("%Y-%m-%d %H:%M:%S")),
+                 rng.choice(["web", "web", "store"]), status, placed.strftime("%Y-%m-%d %H:%M:%S")),
             )
     db.commit()
     db.close()

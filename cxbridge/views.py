@@ -1,0 +1,177 @@
+"""Read-side queries behind the 360° view, search and status (used by :class:`cxbridge.Bridge` and the CLI)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, or_, select
+
+from .errors import NotFound
+from .golden import load_customers, resolve_aliases
+from .models import normalize_email, normalize_phone
+from .store import schema as s
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from .bridge import Customer360
+    from .models import Customer
+
+__all__ = ["customer_360", "find_customer_id", "search_customers", "status_summary"]
+
+
+def _live(conn: Connection, customer_id: str) -> str | None:
+    survivor = resolve_aliases(conn, [customer_id])[customer_id]
+    row = conn.execute(select(s.customers.c.id).where(s.customers.c.id == survivor)).first()
+    return survivor if row is not None else None
+
+
+def find_customer_id(conn: Connection, ref: str, *, default_region: str | None = None) -> str:
+    """Resolve ``ref`` (golden id or alias, email, phone, ``source/source_id``) to a live golden id."""
+    ref = ref.strip()
+    found = _live(conn, ref)
+    if found:
+        return found
+    keys: list[str] = []
+    if "@" in ref:
+        try:
+            keys.append(f"email:{normalize_email(ref)}")
+        except ValueError:
+            pass
+    elif any(ch.isdigit() for ch in ref) and "/" not in ref:
+        try:
+            keys.append(f"phone:{normalize_phone(ref, default_region)}")
+        except ValueError:
+            pass
+    if keys:
+        row = conn.execute(
+            select(s.identity_keys.c.customer_id).where(s.identity_keys.c.key.in_(keys)).limit(1)
+        ).first()
+        if row is not None and (found := _live(conn, row.customer_id)):
+            return found
+    if "/" in ref:
+        source, _, source_id = ref.partition("/")
+        row = conn.execute(
+            select(s.source_links.c.customer_id).where(
+                s.source_links.c.source == source,
+                s.source_links.c.source_id == source_id,
+                s.source_links.c.customer_id.is_not(None),
+            )
+        ).first()
+        if row is not None and (found := _live(conn, row.customer_id)):
+            return found
+    raise NotFound(f"no customer matches {ref!r} (try an id, an email, a phone number or source/source_id)")
+
+
+def customer_360(conn: Connection, customer_id: str, *, interactions: int = 50) -> Customer360:
+    """Golden record, identities with their last-seen source fields, latest interactions, open writes."""
+    from .bridge import Customer360, SourceIdentity
+    from .sync.context import interaction_of
+
+    customers = load_customers(conn, [customer_id], include_erased=True)
+    if not customers:
+        raise NotFound(f"no customer {customer_id!r}")
+    customer = customers[0]
+    identities = []
+    for link in customer.links:
+        mirror = conn.execute(
+            select(s.source_records.c.modstamp, s.source_records.c.deleted, s.source_records.c.fields).where(
+                s.source_records.c.source == link.source,
+                s.source_records.c.object_type == link.object_type,
+                s.source_records.c.source_id == link.source_id,
+            )
+        ).first()
+        identities.append(
+            SourceIdentity(
+                source=link.source,
+                object_type=link.object_type,
+                source_id=link.source_id,
+                rule=link.rule,
+                modstamp=mirror.modstamp if mirror else None,
+                deleted=bool(mirror.deleted) if mirror else False,
+                fields=dict(mirror.fields) if mirror else {},
+            )
+        )
+    rows = conn.execute(
+        select(s.interactions)
+        .where(s.interactions.c.customer_id == customer.id, s.interactions.c.deleted.is_(False))
+        .order_by(s.interactions.c.occurred_at.desc(), s.interactions.c.id)
+        .limit(interactions)
+    )
+    timeline = [interaction_of(r) for r in rows]
+    open_writes = conn.execute(
+        select(func.count()).select_from(s.outbox).where(
+            s.outbox.c.customer_id == customer.id, s.outbox.c.status == "pending"
+        )
+    ).scalar_one()
+    events = [
+        {"name": e.name, "payload": e.payload, "at": e.at}
+        for e in conn.execute(
+            select(s.events).where(s.events.c.customer_id == customer.id).order_by(s.events.c.id.desc()).limit(20)
+        )
+    ]
+    return Customer360(customer, identities, timeline, open_writes=int(open_writes), events=events)
+
+
+def search_customers(conn: Connection, query: str, *, limit: int = 20) -> list[Customer]:
+    """Live customers whose display name, primary email or phone contains ``query`` (case-insensitive)."""
+    needle = f"%{query.strip().lower()}%"
+    ids = [
+        r.id
+        for r in conn.execute(
+            select(s.customers.c.id)
+            .where(
+                s.customers.c.erased.is_(False),
+                or_(
+                    func.lower(s.customers.c.display_name).like(needle),
+                    func.lower(s.customers.c.primary_email).like(needle),
+                    s.customers.c.primary_phone.like(needle),
+                ),
+            )
+            .order_by(s.customers.c.display_name, s.customers.c.id)
+            .limit(limit)
+        )
+    ]
+    return load_customers(conn, ids)
+
+
+def status_summary(conn: Connection) -> dict[str, Any]:
+    """Counts for ``cxbridge status`` and the demo summary."""
+    count = lambda table, *where: conn.execute(  # noqa: E731
+        select(func.count()).select_from(table).where(*where)
+    ).scalar_one()
+    links = {
+        f"{r.source}/{r.object_type}": r.n
+        for r in conn.execute(
+            select(s.source_links.c.source, s.source_links.c.object_type, func.count().label("n"))
+            .where(s.source_links.c.customer_id.is_not(None))
+            .group_by(s.source_links.c.source, s.source_links.c.object_type)
+            .order_by(s.source_links.c.source, s.source_links.c.object_type)
+        )
+    }
+    multi = conn.execute(
+        select(func.count()).select_from(
+            select(s.source_links.c.customer_id)
+            .where(s.source_links.c.customer_id.is_not(None))
+            .group_by(s.source_links.c.customer_id)
+            .having(func.count(func.distinct(s.source_links.c.source)) > 1)
+            .subquery()
+        )
+    ).scalar_one()
+    outbox = {
+        r.status: r.n
+        for r in conn.execute(
+            select(s.outbox.c.status, func.count().label("n")).group_by(s.outbox.c.status)
+        )
+    }
+    return {
+        "customers": count(s.customers, s.customers.c.erased.is_(False)),
+        "customers_in_several_sources": int(multi),
+        "aliases": count(s.customer_aliases),
+        "links": links,
+        "interactions": count(s.interactions, s.interactions.c.deleted.is_(False)),
+        "traits": count(s.traits),
+        "quarantine_open": count(s.quarantine, s.quarantine.c.status == "open"),
+        "plugin_failures": count(s.plugin_failures),
+        "outbox": outbox,
+    }
