@@ -39,6 +39,7 @@ __all__ = ["BUILTIN_COMMANDS", "PluginGroup", "create_app"]
 #: Modules holding built-in commands, each with ``register(app: typer.Typer) -> None``, in help order.
 BUILTIN_COMMANDS: tuple[str, ...] = (
     "cxbridge.cli.demo_cmd",
+    "cxbridge.cli.sync_cmds",
     "cxbridge.cli.customer_cmds",
     "cxbridge.cli.version_cmd",
     "cxbridge.cli.config_cmds",
