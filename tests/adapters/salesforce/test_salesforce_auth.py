@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cxbridge_salesforce.config import SalesforceConfig
 from pydantic import ValidationError
 from sf_helpers import drain, ids
 
 from cxbridge.adapters import Cursor
 from cxbridge.errors import AuthError
-from cxbridge_salesforce.config import SalesforceConfig
 
 
 @pytest.fixture(scope="module")

@@ -130,7 +130,7 @@ def test_deleted_gap_older_than_window_asks_for_full_reconciliation(fake, make_a
     adapter = make_adapter()
     _, cursor = drain(adapter, "contacts")
     fake.tick(timedelta(days=20).total_seconds())
-    pages, last = drain(adapter, "contacts", cursor)
+    _, last = drain(adapter, "contacts", cursor)
     assert last.state.get("full_reconciliation_needed") is True
     assert fake.calls(r"sobjects/Contact/deleted") == 0
     live = list(make_adapter().list_ids("contacts"))
