@@ -8,9 +8,10 @@ and DEBUG logging.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 __all__ = ["error_line", "exit_code_for", "run", "setup_logging"]
@@ -28,11 +29,29 @@ def wants_debug(args: Sequence[str]) -> bool:
     return False
 
 
-def setup_logging(debug: bool) -> None:
-    """Log to stderr through :func:`cxbridge.logs.setup_logging` (redacting secrets), DEBUG with ``--debug``."""
+def setup_logging(debug: bool) -> Callable[[], None]:
+    """Log to stderr through :func:`cxbridge.logs.setup_logging` (redacting secrets), DEBUG with ``--debug``.
+
+    Returns:
+        A function restoring the previous logging state (so :func:`run` called in-process, e.g. by tests,
+        leaves no handler behind on a stream that is gone).
+    """
     from ..logs import setup_logging as _setup
 
-    _setup(debug=debug)
+    root = logging.getLogger()
+    ours = logging.getLogger("cxbridge")
+    before = (root.level, ours.level, list(root.handlers))
+    handler = _setup(debug=debug)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        for old in before[2]:
+            if old not in root.handlers:
+                root.addHandler(old)
+        root.setLevel(before[0])
+        ours.setLevel(before[1])
+
+    return restore
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -81,7 +100,7 @@ def run(argv: Sequence[str] | None = None, *, app: Any = None) -> int:
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = wants_debug(args)
-    setup_logging(debug)
+    restore_logging = setup_logging(debug)
     try:
         if app is None:
             from .app import create_app
@@ -103,4 +122,6 @@ def run(argv: Sequence[str] | None = None, *, app: Any = None) -> int:
     except Exception as exc:
         _print_error(exc, debug)
         return 1
+    finally:
+        restore_logging()
     return 0

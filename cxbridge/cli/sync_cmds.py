@@ -32,8 +32,10 @@ def _engine(ctx: typer.Context, sources: list[str] | None = None) -> Iterator[Sy
     pm = state.plugin_manager()
     for name in sources or ():
         if name not in config.sources:
-            raise ConfigError(f"unknown source {name!r}; configured: {', '.join(config.sources) or 'none'}",
-                              key=f"sources.{name}")
+            raise ConfigError(
+                f"unknown source {name!r}; configured: {', '.join(config.sources) or 'none'}",
+                key=f"sources.{name}",
+            )
     store = open_store(config.store.url, base_dir=config.workspace)
     names = list(sources) if sources else list(config.enabled_sources())
     adapters = {}
@@ -64,21 +66,32 @@ def sync(
         tasks: dict[str, Any] = {}
         try:
             with Progress(
-                SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(bar_width=None),
-                TextColumn("{task.fields[records]:>9,} records  {task.fields[pages]:>5} pages  "
-                           "{task.fields[rate]:>8,.0f}/s  {task.fields[status]}"),
-                TimeElapsedColumn(), console=console, transient=False,
+                SpinnerColumn(),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(bar_width=None),
+                TextColumn(
+                    "{task.fields[records]:>9,} records  {task.fields[pages]:>5} pages  "
+                    "{task.fields[rate]:>8,.0f}/s  {task.fields[status]}"
+                ),
+                TimeElapsedColumn(),
+                console=console,
+                transient=False,
             ) as progress:
 
                 def report(event: str, run: Any) -> None:
                     key = f"{run.source}/{run.stream}"
                     if event == "start":
-                        tasks[key] = progress.add_task(key, total=None, records=0, pages=0, rate=0.0,
-                                                       status="running")
+                        tasks[key] = progress.add_task(
+                            key, total=None, records=0, pages=0, rate=0.0, status="running"
+                        )
                         return
                     elapsed = max((engine.now() - run.started_at).total_seconds(), 1e-6)
-                    fields = {"records": run.records_read, "pages": run.pages,
-                              "rate": run.records_read / elapsed, "status": run.status}
+                    fields = {
+                        "records": run.records_read,
+                        "pages": run.pages,
+                        "rate": run.records_read / elapsed,
+                        "status": run.status,
+                    }
                     if event == "end":
                         progress.update(tasks[key], total=1, completed=1, **fields)
                     else:
@@ -107,9 +120,17 @@ def _summary(results: list[Any], delivery: Any) -> None:
     colors = {"succeeded": "green", "failed": "red", "stopped": "yellow"}
     for r in results:
         seconds = (r.finished_at - r.started_at).total_seconds() if r.finished_at else 0.0
-        table.add_row(r.source, r.stream, f"[{colors.get(r.status, 'white')}]{r.status}[/]", f"{r.records_read:,}",
-                      f"{r.records_changed:,}", f"{r.records_quarantined:,}", str(r.pages), str(r.api_calls),
-                      f"{seconds:.1f}")
+        table.add_row(
+            r.source,
+            r.stream,
+            f"[{colors.get(r.status, 'white')}]{r.status}[/]",
+            f"{r.records_read:,}",
+            f"{r.records_changed:,}",
+            f"{r.records_quarantined:,}",
+            str(r.pages),
+            str(r.api_calls),
+            f"{seconds:.1f}",
+        )
     console = Console()
     console.print(table)
     for r in results:
@@ -134,19 +155,36 @@ def status(ctx: typer.Context) -> None:
     with open_store(config.store.url, base_dir=config.workspace) as store, store.connect() as conn:
         open_q = quarantine.counts(conn)
         table = Table(title="streams")
-        for col in ("source", "stream", "status", "started", "read", "changed", "quarantined (open)", "cursor",
-                    "error"):
+        for col in (
+            "source",
+            "stream",
+            "status",
+            "started",
+            "read",
+            "changed",
+            "quarantined (open)",
+            "cursor",
+            "error",
+        ):
             table.add_column(col)
         for r in runs.last_runs(conn):
             cursor = (r.cursor_after or {}).get("modstamp") or "-"
-            table.add_row(r.source, r.stream, r.status, r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
-                          f"{r.records_read:,}", f"{r.records_changed:,}",
-                          f"{r.records_quarantined:,} ({open_q.get((r.source, r.stream), 0)})", str(cursor),
-                          (r.error or "")[:80])
+            table.add_row(
+                r.source,
+                r.stream,
+                r.status,
+                r.started_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"{r.records_read:,}",
+                f"{r.records_changed:,}",
+                f"{r.records_quarantined:,} ({open_q.get((r.source, r.stream), 0)})",
+                str(cursor),
+                (r.error or "")[:80],
+            )
         console.print(table)
         pf = s.plugin_failures
-        failures = conn.execute(select(pf.c.plugin, pf.c.hook, func.count(), func.max(pf.c.at))
-                                .group_by(pf.c.plugin, pf.c.hook)).all()
+        failures = conn.execute(
+            select(pf.c.plugin, pf.c.hook, func.count(), func.max(pf.c.at)).group_by(pf.c.plugin, pf.c.hook)
+        ).all()
         if failures:
             ft = Table(title="plugin failures")
             for col in ("plugin", "hook", "count", "last"):
@@ -176,14 +214,22 @@ def quarantine_list(
 
     config = get_state(ctx).load_config()
     with open_store(config.store.url, base_dir=config.workspace) as store, store.connect() as conn:
-        items = quarantine.list_items(conn, status=None if status_ == "all" else status_, source=source,
-                                      limit=limit)
+        items = quarantine.list_items(
+            conn, status=None if status_ == "all" else status_, source=source, limit=limit
+        )
     table = Table(title=f"quarantine ({status_})")
     for col in ("id", "source", "stream", "record", "reason", "status", "at"):
         table.add_column(col)
     for i in items:
-        table.add_row(str(i.id), i.source, i.stream, i.source_id or "-", i.reason, i.status,
-                      i.created_at.strftime("%Y-%m-%d %H:%M:%S"))
+        table.add_row(
+            str(i.id),
+            i.source,
+            i.stream,
+            i.source_id or "-",
+            i.reason,
+            i.status,
+            i.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     Console().print(table)
 
 

@@ -117,7 +117,7 @@ def test_commands_cannot_take_builtin_names(plugin_manager, register_plugin):
 
 def test_command_app_must_be_typer(plugin_manager, register_plugin):
     register_plugin(_plugin(register_commands=[CommandInfo(name="x", app=object())]), name="c")  # type: ignore[arg-type]
-    with pytest.raises(PluginError, match="app must be a typer.Typer"):
+    with pytest.raises(PluginError, match=r"app must be a typer\.Typer"):
         collect_commands(plugin_manager)
 
 
