@@ -36,9 +36,10 @@ from ..adapters import (
     WriteOp,
     WriteResult,
 )
+from ..hookspecs import hookimpl
 from ..models import SourceRecord
 
-__all__ = ["MemoryAdapter", "MemoryConfig", "memory_adapter_info"]
+__all__ = ["MemoryAdapter", "MemoryConfig", "memory_adapter_info", "memory_setup"]
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -223,3 +224,50 @@ def memory_adapter_info(adapter: MemoryAdapter) -> AdapterInfo:
     """An :class:`AdapterInfo` whose factory returns ``adapter`` (register it to configure a memory source)."""
     return AdapterInfo(name="memory", config_model=MemoryConfig, factory=lambda config, context: adapter,
                        description="in-memory test CRM")
+
+
+class _AdapterPlugin:
+    def __init__(self, infos: list[AdapterInfo]) -> None:
+        self.infos = infos
+
+    @hookimpl
+    def register_adapters(self) -> list[AdapterInfo]:
+        return self.infos
+
+
+def memory_setup(
+    store: Any,
+    adapters: dict[str, MemoryAdapter],
+    *,
+    plugins: Sequence[object] = (),
+    config: dict[str, Any] | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> Any:
+    """A :class:`~cxbridge.sync.SyncEngine` over ``store`` syncing the given memory adapters.
+
+    :param adapters: source name -> adapter (each registered as adapter ``memory-<source>``).
+    :param plugins: more plugins to register (objects or modules with hook implementations).
+    :param config: more config (``identity``, ``sync``, ``writeback``, per-source keys under ``sources``).
+    :param now: the engine's clock.
+    """
+    from ..config import config_from_dict
+    from ..plugins import get_plugin_manager
+    from ..sync import SyncEngine
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    infos = [
+        AdapterInfo(name=f"memory-{name}", config_model=MemoryConfig,
+                    factory=(lambda a: (lambda config, context: a))(adapter))
+        for name, adapter in adapters.items()
+    ]
+    pm.register(_AdapterPlugin(infos), name="memory-adapters")
+    for extra in plugins:
+        pm.register(extra)
+    doc: dict[str, Any] = {k: v for k, v in (config or {}).items() if k != "sources"}
+    sources = {name: {"adapter": f"memory-{name}"} for name in adapters}
+    for name, extra_src in ((config or {}).get("sources") or {}).items():
+        sources.setdefault(name, {}).update(extra_src)
+    doc["sources"] = sources
+    cfg = config_from_dict(doc, pm=pm)
+    kwargs = {"now": now} if now is not None else {}
+    return SyncEngine(store, cfg, pm, dict(adapters), **kwargs)

@@ -1,0 +1,64 @@
+"""Golden record assembly: survivorship strategies, list unions, sticky opt-outs, provenance."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from cxbridge.golden import Contribution, Survivorship, assemble
+
+OLD = datetime(2024, 1, 1, tzinfo=timezone.utc)
+NEW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+SHOP = Contribution("shop", "customers", "1", OLD, {
+    "first_name": "Ann", "last_name": "Lee", "emails": ["ann@example.com"], "phones": ["+4930123456"],
+    "demographics.country": "DE", "consent.email_opt_out": False,
+})
+CALL = Contribution("callcentre", "contacts", "c9", NEW, {
+    "first_name": "Anne", "emails": ["a.lee@work.de", "ann@example.com"], "consent.email_opt_out": True,
+    "custom.notes": "VIP",
+})
+
+
+def test_source_priority_prefers_listed_source_and_unions_lists() -> None:
+    data, prov = assemble([CALL, SHOP], Survivorship("source_priority", ["shop", "callcentre"]))
+    assert data["first_name"] == "Ann"
+    assert data["emails"] == ["ann@example.com", "a.lee@work.de"]
+    assert data["phones"] == ["+4930123456"]
+    assert data["demographics"] == {"country": "DE"}
+    assert data["custom"] == {"notes": "VIP"}
+    assert prov["first_name"]["source"] == "shop"
+    assert prov["custom.notes"]["source"] == "callcentre"
+
+
+def test_opt_outs_are_sticky_whatever_the_priority() -> None:
+    data, prov = assemble([SHOP, CALL], Survivorship("source_priority", ["shop", "callcentre"]))
+    assert data["consent"]["email_opt_out"] is True
+    assert prov["consent.email_opt_out"]["source"] == "callcentre"
+
+
+def test_most_recent_prefers_newest_record() -> None:
+    data, prov = assemble([SHOP, CALL], Survivorship("most_recent"))
+    assert data["first_name"] == "Anne"
+    assert data["last_name"] == "Lee"  # only the shop has it
+    assert data["emails"][0] == "a.lee@work.de"
+    assert prov["first_name"] == {"source": "callcentre", "object_type": "contacts", "source_id": "c9",
+                                  "observed_at": NEW.isoformat()}
+
+
+def test_most_complete_prefers_record_with_most_fields() -> None:
+    data, _ = assemble([CALL, SHOP], Survivorship("most_complete"))
+    assert data["first_name"] == "Ann"
+
+
+def test_unknown_strategy_rejected() -> None:
+    with pytest.raises(ValueError, match="survivorship"):
+        Survivorship("loudest")
+
+
+def test_single_contribution_and_refs_excluded() -> None:
+    c = Contribution("shop", "customers", "2", None, {"first_name": "Bo", "organization_ref": "7"})
+    data, prov = assemble([c], Survivorship())
+    assert data == {"emails": [], "phones": [], "first_name": "Bo"}
+    assert set(prov) == {"first_name"}

@@ -1,0 +1,195 @@
+"""Identity resolution v1 on both stores: email/phone/cross-id linking, merges with aliases, tombstones."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import select
+
+from cxbridge import hookimpl
+from cxbridge.adapters import StreamInfo
+from cxbridge.golden import load_customers
+from cxbridge.hooktypes import IdentityDecision
+from cxbridge.store import schema as s
+from cxbridge.testing.memory import MemoryAdapter, memory_setup
+
+T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+CUSTOMER_MAP = {"first_name": "fn", "last_name": "ln", "emails": ["email", "email2"], "phones": "phone",
+                "external_ids.erp_no": "erp"}
+
+
+def shop() -> MemoryAdapter:
+    return MemoryAdapter("shop", [
+        StreamInfo("customers", "customers", "customer", default_mapping=CUSTOMER_MAP),
+        StreamInfo("orders", "orders", "interaction", customer_object="customers",
+                   default_mapping={"customer_ref": "cust", "amount": "total", "currency": "=EUR",
+                                    "type": "=purchase", "occurred_at": "at"}),
+    ])
+
+
+def callcentre() -> MemoryAdapter:
+    return MemoryAdapter("cc", [StreamInfo("contacts", "contacts", "customer", default_mapping={
+        "full_name": "name", "emails": "mail", "phones": "tel", "external_ids.erp_no": "kdnr"})])
+
+
+def engine(store: Any, adapters: dict[str, MemoryAdapter], plugins: tuple = ()) -> Any:
+    return memory_setup(store, adapters, plugins=plugins, config={
+        "identity": {"default_region": "DE", "cross_ids": ["erp_no"],
+                     "source_priority": [n for n in ("shop", "cc") if n in adapters]},
+        "sync": {"lookback_seconds": 0},
+    })
+
+
+def golden(store: Any) -> list[Any]:
+    with store.connect() as conn:
+        ids = [r[0] for r in conn.execute(select(s.customers.c.id).order_by(s.customers.c.id))]
+        return load_customers(conn, ids)
+
+
+def test_same_person_in_two_sources_links_on_email_case_and_phone_format(store: Any) -> None:
+    a, b = shop(), callcentre()
+    a.put("customers", "1", {"fn": "Ann", "ln": "Lee", "email": "Ann.Lee@Example.com", "phone": "030 1234567"},
+          modstamp=T0)
+    a.put("customers", "2", {"fn": "Bob", "email": "bob@example.com"}, modstamp=T0)
+    b.put("contacts", "c7", {"name": "Ann Lee", "mail": "ann.lee@example.COM ", "tel": "+49 (30) 123-4567"},
+          modstamp=T0)
+    b.put("contacts", "c8", {"name": "Cleo", "tel": "0049 30 1234567"}, modstamp=T0)  # same phone as Ann
+    results = engine(store, {"shop": a, "cc": b}).run()
+    assert [r.status for r in results] == ["succeeded"] * 3
+    people = golden(store)
+    assert len(people) == 2
+    ann = next(c for c in people if c.first_name == "Ann")
+    assert {(l.source, l.source_id) for l in ann.links} == {("shop", "1"), ("cc", "c7"), ("cc", "c8")}
+    assert ann.emails == ["ann.lee@example.com"]
+    assert ann.phones == ["+49301234567"]
+    assert ann.full_name == "Ann Lee"  # only the call centre has a full name
+    assert ann.provenance["first_name"].source == "shop"
+
+
+def test_cross_system_id_links_records_without_shared_contact_data(store: Any) -> None:
+    a, b = shop(), callcentre()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@shop.example", "erp": "K-4711"}, modstamp=T0)
+    b.put("contacts", "c1", {"name": "A. Lee", "mail": "ann@cc.example", "kdnr": "K-4711"}, modstamp=T0)
+    engine(store, {"shop": a, "cc": b}).run()
+    (ann,) = golden(store)
+    assert ann.external_ids == {"erp_no": "K-4711"}
+    assert ann.emails == ["ann@shop.example", "ann@cc.example"]
+    with store.connect() as conn:
+        rules = dict(conn.execute(select(s.source_links.c.source_id, s.source_links.c.rule)).all())
+    assert rules == {"1": "new", "c1": "xid:erp_no"}
+
+
+class MergeRecorder:
+    def __init__(self) -> None:
+        self.merges: list[tuple[str, list[str]]] = []
+        self.changed: list[str] = []
+
+    @hookimpl
+    def customers_merged(self, context: Any, survivor_id: str, merged_ids: list[str]) -> None:
+        self.merges.append((survivor_id, list(merged_ids)))
+
+    @hookimpl
+    def customers_changed(self, context: Any, customer_ids: list[str]) -> None:
+        self.changed.extend(customer_ids)
+
+
+def test_bridging_record_merges_two_customers_into_the_oldest_with_alias(store: Any) -> None:
+    a, b = shop(), callcentre()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T0)
+    b.put("contacts", "c1", {"name": "Ann Lee", "tel": "+49301234567"}, modstamp=T0)
+    recorder = MergeRecorder()
+    eng = engine(store, {"shop": a, "cc": b}, plugins=(recorder,))
+    eng.run()
+    first = {c.links[0].source: c.id for c in golden(store)}
+    assert len(first) == 2
+    survivor, merged = min(first.values()), max(first.values())
+    # the shop learns Ann's phone: now one record bridges both golden customers
+    a.update("customers", "1", {"phone": "030 1234567"}, modstamp=T0 + timedelta(minutes=1))
+    eng.run(["shop"])
+    (ann,) = golden(store)
+    assert ann.id == survivor
+    assert ann.aliases == [merged]
+    assert {l.source_id for l in ann.links} == {"1", "c1"}
+    assert recorder.merges == [(survivor, [merged])]
+    with store.connect() as conn:
+        assert [c.id for c in load_customers(conn, [merged])] == [survivor]  # aliases resolve
+        owners = {r[0] for r in conn.execute(select(s.identity_keys.c.customer_id))}
+        reason = conn.execute(select(s.customer_aliases.c.reason)).scalar_one()
+    assert owners == {survivor}
+    assert reason.startswith("identity:")
+
+
+def test_crm_merge_keeps_survivor_golden_id_and_aliases_the_other(store: Any) -> None:
+    a = shop()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T0)
+    a.put("customers", "2", {"fn": "Annie", "email": "annie@example.com"}, modstamp=T0)
+    a.put("orders", "o1", {"cust": "2", "total": "10", "at": "2024-02-01T00:00:00Z"}, modstamp=T0)
+    eng = engine(store, {"shop": a})
+    eng.run()
+    ids = {c.links[0].source_id: c.id for c in golden(store)}
+    a.merge("customers", "2", "1", modstamp=T0 + timedelta(minutes=5))
+    eng.run()
+    (ann,) = golden(store)
+    assert ann.id == ids["1"]
+    assert ann.aliases == [ids["2"]]
+    assert [l.source_id for l in ann.links] == ["1"]
+    with store.connect() as conn:
+        owner = conn.execute(select(s.interactions.c.customer_id)).scalar_one()
+        mirror = conn.execute(select(s.source_records.c.deleted, s.source_records.c.merged_into)
+                              .where(s.source_records.c.source_id == "2")).one()
+        reason = conn.execute(select(s.customer_aliases.c.reason)).scalar_one()
+    assert owner == ann.id  # the merged record's orders follow the survivor
+    assert tuple(mirror) == (True, "1")
+    assert reason == "crm-merge:shop"
+
+
+def test_alias_chains_collapse_to_the_final_survivor(store: Any) -> None:
+    a = shop()
+    for i in (1, 2, 3):
+        a.put("customers", str(i), {"fn": f"P{i}", "email": f"p{i}@example.com"}, modstamp=T0)
+    eng = engine(store, {"shop": a})
+    eng.run()
+    ids = {c.links[0].source_id: c.id for c in golden(store)}
+    a.merge("customers", "3", "2", modstamp=T0 + timedelta(minutes=1))
+    eng.run()
+    a.merge("customers", "2", "1", modstamp=T0 + timedelta(minutes=2))
+    eng.run()
+    with store.connect() as conn:
+        aliases = dict(conn.execute(select(s.customer_aliases.c.alias_id, s.customer_aliases.c.customer_id)).all())
+    assert aliases == {ids["3"]: ids["1"], ids["2"]: ids["1"]}
+
+
+def test_tombstone_removes_link_and_golden_record_without_links(store: Any) -> None:
+    a, b = shop(), callcentre()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T0)
+    a.put("customers", "2", {"fn": "Bob", "email": "bob@example.com"}, modstamp=T0)
+    a.put("orders", "o2", {"cust": "2", "total": "5", "at": "2024-02-01T00:00:00Z"}, modstamp=T0)
+    b.put("contacts", "c1", {"name": "Ann Lee", "mail": "ann@example.com"}, modstamp=T0)
+    eng = engine(store, {"shop": a, "cc": b})
+    eng.run()
+    a.delete("customers", "1", modstamp=T0 + timedelta(minutes=1))
+    a.delete("customers", "2", modstamp=T0 + timedelta(minutes=1))
+    eng.run(["shop"])
+    (ann,) = golden(store)
+    assert [l.source for l in ann.links] == ["cc"]
+    assert ann.first_name is None and ann.full_name == "Ann Lee"  # recomputed from what is left
+    with store.connect() as conn:
+        orphan = conn.execute(select(s.interactions.c.customer_id)).scalar_one()
+        keys = {r[0] for r in conn.execute(select(s.identity_keys.c.key))}
+    assert orphan is None
+    assert keys == {"email:ann@example.com"}
+
+
+class NeverLink:
+    @hookimpl
+    def resolve_identity(self, candidate: Any, matches: Any) -> IdentityDecision:
+        return IdentityDecision(action="new", rule="never")
+
+
+def test_resolve_identity_plugin_overrides_the_default(store: Any) -> None:
+    a, b = shop(), callcentre()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T0)
+    b.put("contacts", "c1", {"name": "Ann Lee", "mail": "ann@example.com"}, modstamp=T0)
+    engine(store, {"shop": a, "cc": b}, plugins=(NeverLink(),)).run()
+    assert len(golden(store)) == 2
