@@ -27,8 +27,9 @@ from .secrets import redact
 
 if TYPE_CHECKING:
     from .adapters import RateBudget
+    from .errors import AdapterError
 
-__all__ = ["ApiStats", "CxClient", "build_client", "redact_url"]
+__all__ = ["ApiStats", "CxClient", "build_client", "error_for_response", "raise_for_response", "redact_url"]
 
 log = logging.getLogger("cxbridge.http")
 
@@ -87,6 +88,52 @@ class CxClient(httpx.Client):
 def redact_url(url: httpx.URL | str, secrets: Sequence[str] = ()) -> str:
     """``url`` with secret query parameters, passwords and known secret values masked."""
     return redact(str(url), secrets)
+
+
+def error_for_response(
+    response: httpx.Response, *, source: str | None = None, secrets: Sequence[str] = (), max_body: int = 500
+) -> AdapterError:
+    """The :class:`~cxbridge.errors.AdapterError` describing an error answer, body and URL redacted.
+
+    401/403 -> :class:`~cxbridge.errors.AuthError`; 429 -> :class:`~cxbridge.errors.RateLimited` (with
+    ``retry_after``); 408 and 5xx -> :class:`~cxbridge.errors.RemoteError` of kind ``transient``; any other
+    status -> :class:`~cxbridge.errors.RemoteError` of kind ``config`` (a request the user's configuration or
+    mapping made invalid).
+    """
+    from .errors import AuthError, RateLimited, RemoteError
+    from .retry import parse_retry_after
+
+    status = response.status_code
+    try:
+        request: httpx.Request | None = response.request
+    except RuntimeError:  # a response built without a request (tests)
+        request = None
+    url = redact_url(request.url, secrets) if request is not None else None
+    try:
+        text = response.text
+    except Exception:  # undecodable or unread body
+        text = ""
+    body = redact(" ".join(text.split()), secrets)
+    if len(body) > max_body:
+        body = body[:max_body] + "..."
+    where = f" from {request.method} {url}" if request is not None else ""
+    message = f"HTTP {status}{where}: {body}" if body else f"HTTP {status}{where}"
+    if status in (401, 403):
+        return AuthError(message, source=source, status=status, url=url)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        return RateLimited(message, retry_after=retry_after, source=source, status=status, url=url)
+    kind = "transient" if status == 408 or status >= 500 else "config"
+    return RemoteError(message, body=body, source=source, kind=kind, status=status, url=url)
+
+
+def raise_for_response(
+    response: httpx.Response, *, source: str | None = None, secrets: Sequence[str] = ()
+) -> httpx.Response:
+    """Return ``response`` if it succeeded, else raise :func:`error_for_response`'s error."""
+    if response.is_success or response.is_redirect:
+        return response
+    raise error_for_response(response, source=source, secrets=secrets)
 
 
 def build_client(

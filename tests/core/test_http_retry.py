@@ -344,3 +344,35 @@ def test_ssl_cert_file_from_environment_is_honoured(monkeypatch: pytest.MonkeyPa
     with build_client(base_url="https://crm.example"):
         pass
     assert certifi.where() in [str(x) for x in loaded if x]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Errors built from vendor answers
+# ----------------------------------------------------------------------------------------------------------
+
+
+def test_error_for_response_classifies_and_redacts() -> None:
+    from cxbridge.errors import AuthError, RateLimited, RemoteError
+    from cxbridge.http import error_for_response, raise_for_response
+
+    secret = "pat-na1-0123456789"
+    request = httpx.Request("GET", f"https://api.example.com/crm?hapikey={secret}")
+    body = {"status": "error", "message": f"token {secret} is expired", "correlationId": "c-1"}
+
+    auth = error_for_response(httpx.Response(401, json=body, request=request), source="hs", secrets=[secret])
+    assert isinstance(auth, AuthError) and auth.kind == "config" and auth.status == 401
+    assert secret not in str(auth) and auth.url == "https://api.example.com/crm?hapikey=***"
+    assert str(auth).startswith("source 'hs': HTTP 401 from GET https://api.example.com/crm?hapikey=***")
+
+    limited = error_for_response(httpx.Response(429, headers={"Retry-After": "10"}, request=request))
+    assert isinstance(limited, RateLimited) and limited.retry_after == 10.0
+
+    server = error_for_response(httpx.Response(502, text="x" * 2000, request=request), max_body=100)
+    assert isinstance(server, RemoteError) and server.kind == "transient" and len(server.body or "") == 103
+    bad = error_for_response(httpx.Response(400, json={"message": "Property 'cx_tier' does not exist"}))
+    assert isinstance(bad, RemoteError) and bad.kind == "config" and "cx_tier" in str(bad)
+
+    ok = httpx.Response(200, json={}, request=request)
+    assert raise_for_response(ok) is ok
+    with pytest.raises(AuthError):
+        raise_for_response(httpx.Response(403, request=request))
