@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from cxbridge.golden import Contribution, Survivorship, assemble
 
-OLD = datetime(2024, 1, 1, tzinfo=timezone.utc)
-NEW = datetime(2024, 6, 1, tzinfo=timezone.utc)
+OLD = datetime(2024, 1, 1, tzinfo=UTC)
+NEW = datetime(2024, 6, 1, tzinfo=UTC)
 
 SHOP = Contribution("shop", "customers", "1", OLD, {
     "first_name": "Ann", "last_name": "Lee", "emails": ["ann@example.com"], "phones": ["+4930123456"],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -14,7 +14,7 @@ from cxbridge.hooktypes import IdentityDecision
 from cxbridge.store import schema as s
 from cxbridge.testing.memory import MemoryAdapter, memory_setup
 
-T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
 CUSTOMER_MAP = {"first_name": "fn", "last_name": "ln", "emails": ["email", "email2"], "phones": "phone",
                 "external_ids.erp_no": "erp"}
 
@@ -60,7 +60,7 @@ def test_same_person_in_two_sources_links_on_email_case_and_phone_format(store: 
     people = golden(store)
     assert len(people) == 2
     ann = next(c for c in people if c.first_name == "Ann")
-    assert {(l.source, l.source_id) for l in ann.links} == {("shop", "1"), ("cc", "c7"), ("cc", "c8")}
+    assert {(lk.source, lk.source_id) for lk in ann.links} == {("shop", "1"), ("cc", "c7"), ("cc", "c8")}
     assert ann.emails == ["ann.lee@example.com"]
     assert ann.phones == ["+49301234567"]
     assert ann.full_name == "Ann Lee"  # only the call centre has a full name
@@ -110,7 +110,7 @@ def test_bridging_record_merges_two_customers_into_the_oldest_with_alias(store: 
     (ann,) = golden(store)
     assert ann.id == survivor
     assert ann.aliases == [merged]
-    assert {l.source_id for l in ann.links} == {"1", "c1"}
+    assert {lk.source_id for lk in ann.links} == {"1", "c1"}
     assert recorder.merges == [(survivor, [merged])]
     with store.connect() as conn:
         assert [c.id for c in load_customers(conn, [merged])] == [survivor]  # aliases resolve
@@ -133,7 +133,7 @@ def test_crm_merge_keeps_survivor_golden_id_and_aliases_the_other(store: Any) ->
     (ann,) = golden(store)
     assert ann.id == ids["1"]
     assert ann.aliases == [ids["2"]]
-    assert [l.source_id for l in ann.links] == ["1"]
+    assert [lk.source_id for lk in ann.links] == ["1"]
     with store.connect() as conn:
         owner = conn.execute(select(s.interactions.c.customer_id)).scalar_one()
         mirror = conn.execute(select(s.source_records.c.deleted, s.source_records.c.merged_into)
@@ -172,7 +172,7 @@ def test_tombstone_removes_link_and_golden_record_without_links(store: Any) -> N
     a.delete("customers", "2", modstamp=T0 + timedelta(minutes=1))
     eng.run(["shop"])
     (ann,) = golden(store)
-    assert [l.source for l in ann.links] == ["cc"]
+    assert [lk.source for lk in ann.links] == ["cc"]
     assert ann.first_name is None and ann.full_name == "Ann Lee"  # recomputed from what is left
     with store.connect() as conn:
         orphan = conn.execute(select(s.interactions.c.customer_id)).scalar_one()

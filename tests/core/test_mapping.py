@@ -103,7 +103,8 @@ def test_unknown_targets_and_bad_expressions_are_config_errors_naming_the_key() 
 
 
 def test_merge_specs_config_overrides_and_removes_defaults() -> None:
-    merged = merge_specs({"first_name": "fn", "emails": "email"}, {"emails": ["email", "email2"], "first_name": ""})
+    merged = merge_specs({"first_name": "fn", "emails": "email"},
+                         {"emails": ["email", "email2"], "first_name": ""})
     assert merged == {"emails": ["email", "email2"]}
 
 
