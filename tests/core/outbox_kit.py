@@ -38,7 +38,7 @@ class FakeCRM(Adapter):
         self.create_calls = 0
         self.fail: dict[str, tuple[str, bool]] = {}  # source_id -> (error, retryable)
         self.raise_on_write: BaseException | None = None
-        self.crash_after_write = False
+        self.crash_after_write: bool | str = False  # True, or an op action ("create") to crash on
         self.erased: list[RecordRef] = []
         self.clock = clock
 
@@ -91,7 +91,8 @@ class FakeCRM(Adapter):
             self.clock += timedelta(seconds=1)
             self.modstamps[key] = self.clock
             results.append(WriteResult(op.key, ok=True, source_id=op.source_id))
-        if self.crash_after_write:
+        crash = self.crash_after_write
+        if crash is True or (crash and any(op.action == crash for op in ops)):
             raise Crash("killed after the CRM applied the batch")
         return results
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-import pytest
 from outbox_kit import T0, FakeCRM, outbox_rows, refresh_mirror, remote_error, seed_customer, set_traits
 from sqlalchemy import select
 
@@ -86,7 +85,7 @@ def test_batches_follow_the_adapter_batch_size(store: Store) -> None:
     assert [len(c) for c in crm.calls] == [3, 3, 1] and report.write_calls["crm"] == 3 and report.sent == 7
     # an explicit smaller cap
     crm2 = FakeCRM(batch_size=100)
-    for i, cid in enumerate(ids):
+    for i in range(len(ids)):
         crm2.records[("contacts", str(i))] = {}
     set_traits(store, ids[0], {"segments.tier": "x"})
     for cid in ids[1:]:
@@ -289,7 +288,7 @@ def test_prepare_writes_hook_can_hold_ops_and_sees_results(store: Store) -> None
     plan(store, ["c1", "c2"])
     report = deliver(store, {"crm": crm}, now=NOW, pm=pm)
     assert report.sent == 1 and report.held == 1 and seen == [("crm", True)]
-    held = [r for r in outbox_rows(store) if r["source_id"] == "2"][0]
+    held = next(r for r in outbox_rows(store) if r["source_id"] == "2")
     assert held["status"] == "pending" and held["attempts"] == 0 and held["next_attempt_at"] > NOW
 
 
