@@ -204,8 +204,11 @@ class AdapterHarness:
         field = self.writable_field or self.mutable_field
         return [
             WriteOp(
-                key="bad-missing-record", object_type=object_type, action="update",
-                source_id=f"missing-{uuid.uuid4().hex[:8]}", fields={field: "x"},
+                key="bad-missing-record",
+                object_type=object_type,
+                action="update",
+                source_id=f"missing-{uuid.uuid4().hex[:8]}",
+                fields={field: "x"},
             )
         ]
 
@@ -383,8 +386,13 @@ class AdapterContractSuite:
         try:
             object_type = self._object_type(adapter, harness.stream)
             good = [
-                WriteOp(key=f"op-{i}", object_type=object_type, action="update", source_id=sid,
-                        fields={field: f"tier-{i}"})
+                WriteOp(
+                    key=f"op-{i}",
+                    object_type=object_type,
+                    action="update",
+                    source_id=sid,
+                    fields={field: f"tier-{i}"},
+                )
                 for i, sid in enumerate(seeded)
             ]
             bad = harness.bad_write_ops(object_type)

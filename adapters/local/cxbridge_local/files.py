@@ -152,8 +152,12 @@ class LocalFilesAdapter(Adapter):
                 mapping["customer_ref"] = obj.customer_ref_column
             out.append(
                 StreamInfo(
-                    name=name, object_type=obj.object_type or name, entity=obj.entity, default_mapping=mapping,
-                    customer_object=obj.customer_object, incremental=True,
+                    name=name,
+                    object_type=obj.object_type or name,
+                    entity=obj.entity,
+                    default_mapping=mapping,
+                    customer_object=obj.customer_object,
+                    incremental=True,
                     supports_deletes=obj.deleted_column is not None,
                 )
             )
@@ -167,13 +171,15 @@ class LocalFilesAdapter(Adapter):
         except KeyError:
             raise AdapterError(
                 f"unknown stream {stream!r}; configured: {', '.join(self.config.objects)}",
-                source=self.context.source, kind="config",
+                source=self.context.source,
+                kind="config",
             ) from None
 
     def _candidates(self, obj: FileObject) -> list[Path]:
         if not self.folder.is_dir():
-            raise AdapterError(f"drop folder {str(self.folder)!r} does not exist", source=self.context.source,
-                               kind="config")
+            raise AdapterError(
+                f"drop folder {str(self.folder)!r} does not exist", source=self.context.source, kind="config"
+            )
         files = [p for p in self.folder.glob(obj.pattern) if p.is_file()]
         if self.config.settle_seconds:
             horizon = self.context.now().timestamp() - self.config.settle_seconds
@@ -218,7 +224,9 @@ class LocalFilesAdapter(Adapter):
                     error = f"bad timestamp in {obj.modstamp_column!r}: {fields[obj.modstamp_column]!r}"
         if error is not None or fields is None:
             return SourceRecord(
-                source=self.context.source, object_type=object_type, source_id=f"{rel}#{row.offset}",
+                source=self.context.source,
+                object_type=object_type,
+                source_id=f"{rel}#{row.offset}",
                 modstamp=mtime,
                 fields={ERROR_KEY: f"{rel} row {row.offset}: {error}", RAW_KEY: row.raw.rstrip("\r\n")},
             )
@@ -230,8 +238,13 @@ class LocalFilesAdapter(Adapter):
         if obj.customer_ref_column and fields.get(obj.customer_ref_column) not in (None, ""):
             assoc[obj.customer_object or "customers"] = [str(fields[obj.customer_ref_column]).strip()]
         return SourceRecord(
-            source=self.context.source, object_type=object_type, source_id=sid, modstamp=modstamp,
-            fields={} if deleted else fields, deleted=deleted, associations=assoc,
+            source=self.context.source,
+            object_type=object_type,
+            source_id=sid,
+            modstamp=modstamp,
+            fields={} if deleted else fields,
+            deleted=deleted,
+            associations=assoc,
         )
 
     def read(self, stream: str, cursor: Cursor, *, full: bool = False) -> Iterator[Page]:

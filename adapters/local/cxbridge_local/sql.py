@@ -134,8 +134,11 @@ class LocalSqlAdapter(Adapter):
             if plan.is_deleted(row):
                 out.append(
                     SourceRecord(
-                        source=self.context.source, object_type=object_type, source_id=sid,
-                        modstamp=modstamp, deleted=True,
+                        source=self.context.source,
+                        object_type=object_type,
+                        source_id=sid,
+                        modstamp=modstamp,
+                        deleted=True,
                     )
                 )
                 continue
@@ -148,8 +151,12 @@ class LocalSqlAdapter(Adapter):
                 assoc[plan.obj.customer_object or "customers"] = [str(row[ref_col])]
             out.append(
                 SourceRecord(
-                    source=self.context.source, object_type=object_type, source_id=sid,
-                    modstamp=modstamp, fields=fields, associations=assoc,
+                    source=self.context.source,
+                    object_type=object_type,
+                    source_id=sid,
+                    modstamp=modstamp,
+                    fields=fields,
+                    associations=assoc,
                 )
             )
         return out
@@ -239,7 +246,9 @@ class LocalSqlAdapter(Adapter):
         writable = self.writer.writable(stream)
         fields = [
             FieldInfo(
-                name=c.key, type=str(c.type).lower(), writable=c.key in writable,
+                name=c.key,
+                type=str(c.type).lower(),
+                writable=c.key in writable,
                 unique=c.primary_key or c.key in unique,
             )
             for c in plan.table.columns
@@ -286,7 +295,8 @@ class LocalSqlAdapter(Adapter):
                 if nulls:
                     results.append(
                         CheckResult(
-                            f"stream {stream}", False,
+                            f"stream {stream}",
+                            False,
                             f"{nulls} rows have NULL in {plan.obj.change_column}; incremental reads skip them "
                             "(backfill the column)",
                         )

@@ -76,9 +76,7 @@ class Schema:
         cache_key = (schema, name)
         if cache_key not in self._tables:
             try:
-                self._tables[cache_key] = sa.Table(
-                    name, self._metadata, schema=schema, autoload_with=self.engine
-                )
+                self._tables[cache_key] = sa.Table(name, self._metadata, schema=schema, autoload_with=self.engine)
             except sa.exc.NoSuchTableError:
                 where = f"{schema}.{name}" if schema else name
                 raise AdapterError(f"table {where!r} does not exist (config key {key})", kind="config") from None

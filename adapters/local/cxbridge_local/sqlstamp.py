@@ -75,8 +75,8 @@ class StampCodec:
             return
         text = str(sample)
         self.sep = "T" if len(text) > 10 and text[10] == "T" else " "
-        self.always_fraction = len(text) >= 26 and text[19:20] == "." and len(text[20:26]) == 6 and (
-            text[20:26].isdigit()
+        self.always_fraction = (
+            len(text) >= 26 and text[19:20] == "." and len(text[20:26]) == 6 and (text[20:26].isdigit())
         )
         if text.endswith("Z"):
             self.suffix = "Z"

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from cxbridge_local.config import LocalSqlConfig
+from cxbridge_local.sql import LocalSqlAdapter
 from sqlalchemy.dialects import mysql
 
 from cxbridge.testing.contract import make_test_context
-from cxbridge_local.config import LocalSqlConfig
-from cxbridge_local.sql import LocalSqlAdapter
 
 PG_URL = os.environ.get("CXBRIDGE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 MY_URL = os.environ.get("CXBRIDGE_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -89,7 +89,8 @@ class CrmDb:
         self.engine = sa.create_engine(self.url)
         self.md = sa.MetaData(schema=self.schema)
         self.party = sa.Table(
-            "party", self.md,
+            "party",
+            self.md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("first_name", sa.String(80)),
             sa.Column("last_name", sa.String(80)),
@@ -100,7 +101,8 @@ class CrmDb:
             sa.Index(f"ix_{self.name}_party_upd", "updated_at", "id"),
         )
         self.cm = sa.Table(
-            "contact_mechanism", self.md,
+            "contact_mechanism",
+            self.md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("party_id", sa.Integer, sa.ForeignKey("party.id"), nullable=False, index=True),
             sa.Column("kind", sa.String(20), nullable=False),
@@ -109,7 +111,8 @@ class CrmDb:
             sa.Column("updated_at", TS, nullable=False),
         )
         self.address = sa.Table(
-            "address", self.md,
+            "address",
+            self.md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("party_id", sa.Integer, sa.ForeignKey("party.id"), nullable=False, index=True),
             sa.Column("kind", sa.String(20)),
@@ -120,7 +123,8 @@ class CrmDb:
             sa.Column("updated_at", TS, nullable=False),
         )
         self.orders = sa.Table(
-            "orders", self.md,
+            "orders",
+            self.md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("party_id", sa.Integer, sa.ForeignKey("party.id"), nullable=False),
             sa.Column("total", sa.Numeric(10, 2), nullable=False),
@@ -129,7 +133,8 @@ class CrmDb:
             sa.Column("updated_at", TS, nullable=False),
         )
         self.task = sa.Table(
-            "crm_task", self.md,
+            "crm_task",
+            self.md,
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
             sa.Column("party_id", sa.Integer),
             sa.Column("title", sa.String(200), nullable=False),
@@ -163,14 +168,20 @@ class CrmDb:
                 stamp = naive(modstamp or self.clock.tick())
                 pid = conn.execute(
                     sa.insert(self.party).values(
-                        first_name=f"First{self._n}", last_name=f"Last{self._n}", erp_no=f"E{self._n:05d}",
-                        is_deleted=False, updated_at=stamp,
+                        first_name=f"First{self._n}",
+                        last_name=f"Last{self._n}",
+                        erp_no=f"E{self._n:05d}",
+                        is_deleted=False,
+                        updated_at=stamp,
                     )
                 ).inserted_primary_key[0]
                 for e in range(emails):
                     conn.execute(
                         sa.insert(self.cm).values(
-                            party_id=pid, kind="email", value=f"p{self._n}.{e}@example.com", is_primary=e == 0,
+                            party_id=pid,
+                            kind="email",
+                            value=f"p{self._n}.{e}@example.com",
+                            is_primary=e == 0,
                             updated_at=stamp,
                         )
                     )
@@ -181,7 +192,8 @@ class CrmDb:
         with self.engine.begin() as conn:
             for pid in ids:
                 conn.execute(
-                    sa.update(self.party).where(self.party.c.id == int(pid))
+                    sa.update(self.party)
+                    .where(self.party.c.id == int(pid))
                     .values(updated_at=naive(self.clock.tick()), **values)
                 )
 
@@ -200,19 +212,53 @@ class CrmDb:
         """The local-sql connection table for this database (as it would come out of cxbridge.toml)."""
         change = {"change_column": "updated_at"} if related_change else {}
         customers: dict[str, Any] = {
-            "table": "party", "schema": self.schema, "entity": "customer", "id_column": "id",
-            "change_column": "updated_at", "soft_delete_column": "is_deleted", "deleted_value": True,
+            "table": "party",
+            "schema": self.schema,
+            "entity": "customer",
+            "id_column": "id",
+            "change_column": "updated_at",
+            "soft_delete_column": "is_deleted",
+            "deleted_value": True,
             "related": {
-                "emails": {"table": "contact_mechanism", "schema": self.schema, "fk": "party_id", "value": "value",
-                           "where": {"kind": "email"}, "order_by": "is_primary", "descending": True, **change},
-                "phones": {"table": "contact_mechanism", "schema": self.schema, "fk": "party_id", "value": "value",
-                           "where": {"kind": "phone"}, **change},
-                "addresses": {"table": "address", "schema": self.schema, "fk": "party_id",
-                              "columns": {"kind": "kind", "line1": "street", "city": "city",
-                                          "postal_code": "postal_code", "country": "country"}, **change},
+                "emails": {
+                    "table": "contact_mechanism",
+                    "schema": self.schema,
+                    "fk": "party_id",
+                    "value": "value",
+                    "where": {"kind": "email"},
+                    "order_by": "is_primary",
+                    "descending": True,
+                    **change,
+                },
+                "phones": {
+                    "table": "contact_mechanism",
+                    "schema": self.schema,
+                    "fk": "party_id",
+                    "value": "value",
+                    "where": {"kind": "phone"},
+                    **change,
+                },
+                "addresses": {
+                    "table": "address",
+                    "schema": self.schema,
+                    "fk": "party_id",
+                    "columns": {
+                        "kind": "kind",
+                        "line1": "street",
+                        "city": "city",
+                        "postal_code": "postal_code",
+                        "country": "country",
+                    },
+                    **change,
+                },
             },
-            "mapping": {"first_name": "first_name", "last_name": "last_name", "emails": "emails",
-                        "phones": "phones", "external_ids.erp_no": "erp_no"},
+            "mapping": {
+                "first_name": "first_name",
+                "last_name": "last_name",
+                "emails": "emails",
+                "phones": "phones",
+                "external_ids.erp_no": "erp_no",
+            },
         }
         customers.update(party)
         return {
@@ -221,15 +267,30 @@ class CrmDb:
             "objects": {
                 "customers": customers,
                 "orders": {
-                    "table": "orders", "schema": self.schema, "entity": "interaction", "change_column": "updated_at",
-                    "customer_ref_column": "party_id", "customer_object": "customers", "reconcile_deletes": True,
-                    "mapping": {"amount": "total", "currency": "currency", "occurred_at": "ordered_at",
-                                "type": "=purchase", "channel": "=web"},
+                    "table": "orders",
+                    "schema": self.schema,
+                    "entity": "interaction",
+                    "change_column": "updated_at",
+                    "customer_ref_column": "party_id",
+                    "customer_object": "customers",
+                    "reconcile_deletes": True,
+                    "mapping": {
+                        "amount": "total",
+                        "currency": "currency",
+                        "occurred_at": "ordered_at",
+                        "type": "=purchase",
+                        "channel": "=web",
+                    },
                 },
             },
-            "create": {"task": {"table": "crm_task", "schema": self.schema,
-                                "columns": {"subject": "title", "body": "body", "due_at": "due_at"},
-                                "customer_ref_column": "party_id"}},
+            "create": {
+                "task": {
+                    "table": "crm_task",
+                    "schema": self.schema,
+                    "columns": {"subject": "title", "body": "body", "due_at": "due_at"},
+                    "customer_ref_column": "party_id",
+                }
+            },
         }
 
     def adapter(self, config: dict[str, Any] | None = None, **kw: Any) -> LocalSqlAdapter:

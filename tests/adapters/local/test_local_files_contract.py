@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cxbridge.adapters import Adapter
-from cxbridge.testing.contract import AdapterHarness, get_adapter_test_class, make_test_context
 from cxbridge_local.config import LocalFilesConfig
 from cxbridge_local.files import LocalFilesAdapter
+
+from cxbridge.adapters import Adapter
+from cxbridge.testing.contract import AdapterHarness, get_adapter_test_class, make_test_context
 
 COLUMNS = ["call_id", "caller", "phone", "note", "deleted", "updated_at"]
 
@@ -36,12 +37,21 @@ class FilesHarness(AdapterHarness):
         self.now = datetime(2024, 5, 1, 9, 0, tzinfo=UTC)
 
     def make_adapter(self) -> Adapter:
-        config = LocalFilesConfig.model_validate({
-            "folder": str(self.folder),
-            "page_size": self.page_size,
-            "objects": {"calls": {"pattern": f"*.{self.fmt}", "id_column": "call_id", "entity": "interaction",
-                                  "modstamp_column": "updated_at", "deleted_column": "deleted"}},
-        })
+        config = LocalFilesConfig.model_validate(
+            {
+                "folder": str(self.folder),
+                "page_size": self.page_size,
+                "objects": {
+                    "calls": {
+                        "pattern": f"*.{self.fmt}",
+                        "id_column": "call_id",
+                        "entity": "interaction",
+                        "modstamp_column": "updated_at",
+                        "deleted_column": "deleted",
+                    }
+                },
+            }
+        )
         return LocalFilesAdapter(config, make_test_context("callcentre"))
 
     def _drop(self, rows: list[dict[str, str]]) -> None:
@@ -64,8 +74,14 @@ class FilesHarness(AdapterHarness):
         for _ in range(n):
             self.counter += 1
             cid = f"C{self.counter:05d}"
-            row = {"call_id": cid, "caller": f"Caller {self.counter}", "phone": f"+4930{self.counter:06d}",
-                   "note": "first call", "deleted": "", "updated_at": modstamp.isoformat() if modstamp else self._stamp()}
+            row = {
+                "call_id": cid,
+                "caller": f"Caller {self.counter}",
+                "phone": f"+4930{self.counter:06d}",
+                "note": "first call",
+                "deleted": "",
+                "updated_at": modstamp.isoformat() if modstamp else self._stamp(),
+            }
             self.rows[cid] = row
             rows.append(dict(row))
         self._drop(rows)

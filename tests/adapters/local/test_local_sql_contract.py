@@ -50,8 +50,9 @@ class SqlHarness(AdapterHarness):
 
 def _harness(backend: str, related_change: bool) -> type[SqlHarness]:
     suffix = "Related" if related_change else ""
-    return type(f"{backend.title()}{suffix}Harness", (SqlHarness,),
-                {"backend": backend, "related_change": related_change})
+    return type(
+        f"{backend.title()}{suffix}Harness", (SqlHarness,), {"backend": backend, "related_change": related_change}
+    )
 
 
 TestSqliteContract = get_adapter_test_class(harness=_harness("sqlite", False))

@@ -12,15 +12,37 @@ from cxbridge.testing.contract import drain
 def _add_contacts(db: CrmDb, pid: str) -> None:
     stamp = naive(db.clock.tick())
     with db.engine.begin() as conn:
-        conn.execute(sa.insert(db.cm), [
-            {"party_id": int(pid), "kind": "email", "value": "ann.work@example.com", "is_primary": False,
-             "updated_at": stamp},
-            {"party_id": int(pid), "kind": "phone", "value": "+49 30 1234567", "is_primary": True, "updated_at": stamp},
-            {"party_id": int(pid), "kind": "phone", "value": "", "is_primary": False, "updated_at": stamp},
-        ])
-        conn.execute(sa.insert(db.address).values(
-            party_id=int(pid), kind="billing", street="Hauptstr. 1", city="Berlin", postal_code="10115",
-            country="DE", updated_at=stamp))
+        conn.execute(
+            sa.insert(db.cm),
+            [
+                {
+                    "party_id": int(pid),
+                    "kind": "email",
+                    "value": "ann.work@example.com",
+                    "is_primary": False,
+                    "updated_at": stamp,
+                },
+                {
+                    "party_id": int(pid),
+                    "kind": "phone",
+                    "value": "+49 30 1234567",
+                    "is_primary": True,
+                    "updated_at": stamp,
+                },
+                {"party_id": int(pid), "kind": "phone", "value": "", "is_primary": False, "updated_at": stamp},
+            ],
+        )
+        conn.execute(
+            sa.insert(db.address).values(
+                party_id=int(pid),
+                kind="billing",
+                street="Hauptstr. 1",
+                city="Berlin",
+                postal_code="10115",
+                country="DE",
+                updated_at=stamp,
+            )
+        )
 
 
 def test_related_values_are_mapped_in_one_query_per_page(db: CrmDb) -> None:
@@ -28,8 +50,9 @@ def test_related_values_are_mapped_in_one_query_per_page(db: CrmDb) -> None:
     _add_contacts(db, ids[1])
     statements: list[str] = []
     adapter = db.adapter(page_size=10)
-    sa.event.listen(adapter.engine, "before_cursor_execute",
-                    lambda conn, cur, stmt, params, ctx, many: statements.append(stmt))
+    sa.event.listen(
+        adapter.engine, "before_cursor_execute", lambda conn, cur, stmt, params, ctx, many: statements.append(stmt)
+    )
     records, _, pages = drain(adapter, "customers")
     adapter.close()
     by_id = {r.source_id: r for r in records}
@@ -37,8 +60,9 @@ def test_related_values_are_mapped_in_one_query_per_page(db: CrmDb) -> None:
     # primary email first (order_by is_primary desc), empty phone values dropped, other kinds filtered out
     assert ann["emails"] == ["p2.0@example.com", "ann.work@example.com"]
     assert ann["phones"] == ["+49 30 1234567"]
-    assert ann["addresses"] == [{"kind": "billing", "line1": "Hauptstr. 1", "city": "Berlin",
-                                 "postal_code": "10115", "country": "DE"}]
+    assert ann["addresses"] == [
+        {"kind": "billing", "line1": "Hauptstr. 1", "city": "Berlin", "postal_code": "10115", "country": "DE"}
+    ]
     assert by_id[ids[0]].fields["phones"] == [] and by_id[ids[0]].fields["addresses"] == []
     assert ann["erp_no"] == "E00002" and ann["first_name"] == "First2"
     assert len(pages) == 1
@@ -56,8 +80,11 @@ def test_change_in_related_table_is_picked_up(db: CrmDb) -> None:
     plain = db.adapter(related_change=False)
     _, plain_cursor, _ = drain(plain, "customers")
     with db.engine.begin() as conn:  # someone edits only the contact mechanism row of party 3
-        conn.execute(sa.update(db.cm).where(db.cm.c.party_id == int(ids[2]))
-                     .values(value="new.address@example.com", updated_at=naive(db.clock.tick())))
+        conn.execute(
+            sa.update(db.cm)
+            .where(db.cm.c.party_id == int(ids[2]))
+            .values(value="new.address@example.com", updated_at=naive(db.clock.tick()))
+        )
     after, new_cursor, _ = drain(adapter, "customers", cursor)
     assert [r.source_id for r in after] == [ids[2]]
     assert after[0].fields["emails"] == ["new.address@example.com"]
@@ -86,9 +113,16 @@ def test_soft_delete_yields_tombstone_and_list_ids_skips_it(db: CrmDb) -> None:
 def test_reconcile_deletes_by_id_listing(db: CrmDb) -> None:
     pid = db.add_parties(1)[0]
     with db.engine.begin() as conn:
-        for i in range(3):
-            conn.execute(sa.insert(db.orders).values(party_id=int(pid), total="19.90", currency="EUR",
-                                                     ordered_at=naive(db.clock.now), updated_at=naive(db.clock.tick())))
+        for _i in range(3):
+            conn.execute(
+                sa.insert(db.orders).values(
+                    party_id=int(pid),
+                    total="19.90",
+                    currency="EUR",
+                    ordered_at=naive(db.clock.now),
+                    updated_at=naive(db.clock.tick()),
+                )
+            )
     adapter = db.adapter()
     info = {s.name: s for s in adapter.streams()}["orders"]
     assert info.supports_deletes is False and info.entity == "interaction"
@@ -124,9 +158,10 @@ def test_table_without_change_column_is_read_fully_each_run(sqlite_db: CrmDb) ->
 
 def test_sqlite_text_timestamps_in_other_shapes(tmp_path) -> None:
     """Exports written by other tools: ISO 'T' separator with offset, and epoch-millisecond integers."""
-    from cxbridge.testing.contract import make_test_context
     from cxbridge_local.config import LocalSqlConfig
     from cxbridge_local.sql import LocalSqlAdapter
+
+    from cxbridge.testing.contract import make_test_context
 
     url = f"sqlite:///{tmp_path / 'legacy.db'}"
     engine = sa.create_engine(url)
@@ -136,16 +171,27 @@ def test_sqlite_text_timestamps_in_other_shapes(tmp_path) -> None:
         for i in range(9):
             stamp = f"2024-02-0{1 + i // 3}T10:00:0{i % 3}+00:00"  # three rows share each date
             conn.exec_driver_sql("INSERT INTO cust VALUES (?, ?, ?)", (f"k{i}", f"n{i}", stamp))
-            conn.exec_driver_sql("INSERT INTO ev VALUES (?, ?, ?)", (i, f"k{i}", 1_706_000_000_000 + (i // 2) * 1000))
+            conn.exec_driver_sql(
+                "INSERT INTO ev VALUES (?, ?, ?)", (i, f"k{i}", 1_706_000_000_000 + (i // 2) * 1000)
+            )
     engine.dispose()
-    config = LocalSqlConfig.model_validate({
-        "url": url, "page_size": 2,
-        "objects": {"cust": {"table": "cust", "change_column": "modified"},
-                    "ev": {"table": "ev", "change_column": "at_ms", "entity": "interaction",
-                           "customer_ref_column": "cust"}},
-    })
+    config = LocalSqlConfig.model_validate(
+        {
+            "url": url,
+            "page_size": 2,
+            "objects": {
+                "cust": {"table": "cust", "change_column": "modified"},
+                "ev": {
+                    "table": "ev",
+                    "change_column": "at_ms",
+                    "entity": "interaction",
+                    "customer_ref_column": "cust",
+                },
+            },
+        }
+    )
     adapter = LocalSqlAdapter(config, make_test_context("legacy"))
-    records, last, pages = drain(adapter, "cust")
+    records, last, _pages = drain(adapter, "cust")
     assert [r.source_id for r in records] == [f"k{i}" for i in range(9)]
     assert records[4].modstamp is not None and records[4].modstamp.isoformat() == "2024-02-02T10:00:01+00:00"
     assert drain(adapter, "cust", last)[0] == []

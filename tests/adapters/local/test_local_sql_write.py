@@ -16,15 +16,23 @@ def test_write_back_updates_and_isolates_failing_rows(db: CrmDb) -> None:
     ops = [
         WriteOp(key="a", object_type="customers", action="update", source_id=ids[0], fields={"cx_tier": "gold"}),
         # unique violation on erp_no: fails inside its savepoint only
-        WriteOp(key="dup", object_type="customers", action="update", source_id=ids[1], fields={"erp_no": "E00003"}),
-        WriteOp(key="missing", object_type="customers", action="update", source_id="424242",
-                fields={"cx_tier": "gold"}),
+        WriteOp(
+            key="dup", object_type="customers", action="update", source_id=ids[1], fields={"erp_no": "E00003"}
+        ),
+        WriteOp(
+            key="missing", object_type="customers", action="update", source_id="424242", fields={"cx_tier": "gold"}
+        ),
         WriteOp(key="badcol", object_type="customers", action="update", source_id=ids[2], fields={"nope": 1}),
         WriteOp(key="b", object_type="customers", action="update", source_id=ids[3], fields={"cx_tier": "silver"}),
     ]
     results = {r.key: r for r in adapter.write(ops)}
-    assert {k: r.ok for k, r in results.items()} == {"a": True, "dup": False, "missing": False, "badcol": False,
-                                                     "b": True}
+    assert {k: r.ok for k, r in results.items()} == {
+        "a": True,
+        "dup": False,
+        "missing": False,
+        "badcol": False,
+        "b": True,
+    }
     assert "IntegrityError" in (results["dup"].error or "")
     assert "no customers record" in (results["missing"].error or "") and not results["missing"].retryable
     assert "nope" in (results["badcol"].error or "")
@@ -41,15 +49,34 @@ def test_write_back_updates_and_isolates_failing_rows(db: CrmDb) -> None:
 def test_upsert_by_unique_column_and_create_task(db: CrmDb) -> None:
     ids = db.add_parties(1)
     adapter = db.adapter()
-    results = adapter.write([
-        WriteOp(key="u1", object_type="customers", action="upsert", id_property="erp_no", id_value="E00001",
-                fields={"cx_tier": "gold"}),
-        WriteOp(key="u2", object_type="customers", action="upsert", id_property="erp_no", id_value="E09999",
-                fields={"first_name": "New", "cx_tier": "bronze"}),
-        WriteOp(key="t1", object_type="task", action="create", fields={"subject": "Call back", "body": "NPS 3"},
-                associations={"customers": [ids[0]]}),
-        WriteOp(key="n1", object_type="note", action="create", fields={"subject": "x"}),
-    ])
+    results = adapter.write(
+        [
+            WriteOp(
+                key="u1",
+                object_type="customers",
+                action="upsert",
+                id_property="erp_no",
+                id_value="E00001",
+                fields={"cx_tier": "gold"},
+            ),
+            WriteOp(
+                key="u2",
+                object_type="customers",
+                action="upsert",
+                id_property="erp_no",
+                id_value="E09999",
+                fields={"first_name": "New", "cx_tier": "bronze"},
+            ),
+            WriteOp(
+                key="t1",
+                object_type="task",
+                action="create",
+                fields={"subject": "Call back", "body": "NPS 3"},
+                associations={"customers": [ids[0]]},
+            ),
+            WriteOp(key="n1", object_type="note", action="create", fields={"subject": "x"}),
+        ]
+    )
     by = {r.key: r for r in results}
     assert by["u1"].ok and by["u1"].source_id == ids[0]
     assert by["u2"].ok and by["u2"].source_id and by["u2"].source_id != ids[0]
@@ -77,8 +104,9 @@ def test_erase_by_anonymizing(sqlite_db: CrmDb) -> None:
     db = sqlite_db
     ids = db.add_parties(1)
     config = db.config()
-    config["objects"]["customers"].update(erase_mode="anonymize",
-                                          anonymize={"first_name": "erased", "last_name": None, "erp_no": None})
+    config["objects"]["customers"].update(
+        erase_mode="anonymize", anonymize={"first_name": "erased", "last_name": None, "erp_no": None}
+    )
     adapter = db.adapter(config)
     _, cursor, _ = drain(adapter, "customers")
     assert adapter.erase([RecordRef("customers", ids[0])])[0].ok
@@ -109,16 +137,19 @@ def test_check_reports_tables_columns_and_writeback_fields(db: CrmDb) -> None:
 
 
 def test_database_password_never_appears_in_errors(tmp_path) -> None:
-    from cxbridge.errors import AdapterError
-    from cxbridge.testing.contract import make_test_context
     from cxbridge_local.config import LocalSqlConfig
     from cxbridge_local.sql import LocalSqlAdapter
 
+    from cxbridge.errors import AdapterError
+    from cxbridge.testing.contract import make_test_context
+
     secret = "s3cr3t-Pw-4711"
-    config = LocalSqlConfig.model_validate({
-        "url": f"postgresql+psycopg://crm:{secret}@127.0.0.1:1/crm?connect_timeout=1",
-        "objects": {"customers": {"table": "party", "change_column": "updated_at"}},
-    })
+    config = LocalSqlConfig.model_validate(
+        {
+            "url": f"postgresql+psycopg://crm:{secret}@127.0.0.1:1/crm?connect_timeout=1",
+            "objects": {"customers": {"table": "party", "change_column": "updated_at"}},
+        }
+    )
     assert secret not in repr(config) and secret not in str(config.model_dump())
     adapter = LocalSqlAdapter(config, make_test_context("crm"))
     checks = adapter.check({})
@@ -138,13 +169,17 @@ def test_write_batch_is_atomic_when_the_connection_fails(sqlite_db: CrmDb) -> No
     ids = db.add_parties(2)
     adapter = db.adapter()
 
-    def boom(conn, cursor, statement, params, context, executemany):  # noqa: ANN001
+    def boom(conn, cursor, statement, params, context, executemany):
         if statement.startswith("UPDATE") or statement.startswith("RELEASE"):
             raise sa.exc.OperationalError(statement, params, Exception("database is locked"))
 
     sa.event.listen(adapter.engine, "before_cursor_execute", boom)
-    results = adapter.write([WriteOp(key=str(i), object_type="customers", action="update", source_id=sid,
-                                     fields={"cx_tier": "x"}) for i, sid in enumerate(ids)])
+    results = adapter.write(
+        [
+            WriteOp(key=str(i), object_type="customers", action="update", source_id=sid, fields={"cx_tier": "x"})
+            for i, sid in enumerate(ids)
+        ]
+    )
     assert all(not r.ok and r.retryable for r in results)
     assert all(db.row(db.party, sid)["cx_tier"] is None for sid in ids)
     adapter.close()
