@@ -171,11 +171,17 @@ def redact(text: object, extra: Iterable[object] = ()) -> str:
     known = registry.pattern()
     if known is not None:
         out = known.sub(MASK, out)
-    out = _QUOTED.sub(lambda m: f"{m['q']}{m['k']}{m['q']}{m['sep']}{m['vq']}{MASK}{m['vq']}", out)
-    out = _ASSIGN.sub(lambda m: f"{m['k']}={MASK}", out)
-    out = _HEADER.sub(_header_sub, out)
-    out = _BEARER.sub(lambda m: f"{m['k']} {MASK}", out)
-    out = _USERINFO.sub(lambda m: f"{m['p']}{MASK}", out)
+    # Cheap substring tests first: most log lines name no secret-looking key, and the regexes below are the
+    # expensive part of redaction.
+    lowered = out.lower()
+    if any(word in lowered for word in SECRET_KEY_WORDS):
+        out = _QUOTED.sub(lambda m: f"{m['q']}{m['k']}{m['q']}{m['sep']}{m['vq']}{MASK}{m['vq']}", out)
+        out = _ASSIGN.sub(lambda m: f"{m['k']}={MASK}", out)
+        out = _HEADER.sub(_header_sub, out)
+    if "bearer" in lowered or "basic" in lowered:
+        out = _BEARER.sub(lambda m: f"{m['k']} {MASK}", out)
+    if "@" in out and "://" in out:
+        out = _USERINFO.sub(lambda m: f"{m['p']}{MASK}", out)
     return out
 
 
