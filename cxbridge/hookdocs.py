@@ -225,12 +225,12 @@ def _doc_to_markdown(doc: str) -> str:
             continue
         param = re.match(r"^:param (\w+):\s*(.*)$", line)
         if param:
-            text = [param.group(2)]
+            words = [param.group(2)]
             i += 1
             while i < len(lines) and lines[i].startswith((" ", "\t")) and lines[i].strip():
-                text.append(lines[i].strip())
+                words.append(lines[i].strip())
                 i += 1
-            params.append(f"- `{param.group(1)}`: {' '.join(text)}")
+            params.append(f"- `{param.group(1)}`: {' '.join(words)}")
             if i >= len(lines) or not lines[i].startswith(":param"):
                 out.extend(["**Parameters**", "", *params, ""])
                 params = []

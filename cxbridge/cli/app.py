@@ -119,9 +119,7 @@ def create_app(*, plugin_manager_factory: Callable[[], pluggy.PluginManager] | N
         plugin_manager_factory: builds the plugin manager (default
             :func:`cxbridge.plugins.get_plugin_manager`); tests pass an isolated one.
     """
-    group_cls = type(
-        "CxbridgeGroup", (PluginGroup,), {"plugin_manager_factory": staticmethod(plugin_manager_factory)}
-    )
+    group_cls = type("CxbridgeGroup", (PluginGroup,), {"plugin_manager_factory": plugin_manager_factory})
     app = typer.Typer(
         cls=group_cls,
         name="cxbridge",
