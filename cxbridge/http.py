@@ -150,6 +150,7 @@ def build_client(
     stats: ApiStats | None = None,
     params: Mapping[str, Any] | None = None,
     follow_redirects: bool = False,
+    event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
     name: str = "",
 ) -> CxClient:
     """Build the HTTP client an adapter uses.
@@ -167,6 +168,8 @@ def build_client(
     :param stats: count calls into this :class:`ApiStats` (default: a new one, ``client.stats``).
     :param params: default query parameters.
     :param follow_redirects: follow 3xx answers.
+    :param event_hooks: httpx event hooks (``{"request": [...], "response": [...]}``), called once per
+        request (not per retry attempt).
     :param name: label for log lines (the source name).
     """
     from . import __version__
@@ -233,6 +236,7 @@ def build_client(
         verify=verify,
         params=params,
         follow_redirects=follow_redirects,
+        event_hooks={k: list(v) for k, v in (event_hooks or {}).items()},
     )
     client.stats = stats
     return client

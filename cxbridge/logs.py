@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json as _json
 import logging
+import os
 import sys
 import threading
 import traceback
@@ -129,16 +130,21 @@ class _TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(debug: bool = False, json: bool = False, *, stream: TextIO | None = None) -> logging.Handler:
+def setup_logging(
+    debug: bool = False, json: bool | None = None, *, stream: TextIO | None = None
+) -> logging.Handler:
     """Configure the root logger for the CLI and daemon; returns the handler it installed.
 
     :param debug: log at DEBUG (else INFO for cxbridge, WARNING for third-party libraries).
-    :param json: write one JSON object per line (for log shippers) instead of text.
+    :param json: write one JSON object per line (for log shippers) instead of text; None (the default) reads
+        ``CXBRIDGE_LOG_JSON`` (``1``/``true``), so the daemon's format is set where it is deployed.
     :param stream: where to write (default ``sys.stderr``).
 
     Calling it again replaces the handler it installed before. Every handler already on the root logger (e.g.
     pytest's capture handler) also gets a :class:`RedactingFilter`.
     """
+    if json is None:
+        json = os.environ.get("CXBRIDGE_LOG_JSON", "").strip().lower() in {"1", "true", "yes", "on"}
     install_record_redaction()
     root = logging.getLogger()
     for handler in list(root.handlers):

@@ -108,6 +108,15 @@ def test_log_output_of_real_handler_has_no_secret(as_json: bool) -> None:
         assert lines[2]["url"] == "https://x.example/api?key=***"
 
 
+def test_json_format_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CXBRIDGE_LOG_JSON", "1")
+    stream = io.StringIO()
+    setup_logging(stream=stream)
+    logging.getLogger("cxbridge.test").info("synced %d records", 7, extra={"source": "crm"})
+    line = json.loads(stream.getvalue().splitlines()[-1])
+    assert (line["message"], line["source"], line["level"]) == ("synced 7 records", "crm", "info")
+
+
 def test_caplog_records_are_redacted_at_creation(caplog: pytest.LogCaptureFixture) -> None:
     registry.add(TOKEN)
     setup_logging(debug=True, stream=io.StringIO())
