@@ -47,7 +47,10 @@ class ObjectSpec:
             default_mapping=dict(self.mapping),
             customer_object=self.customer_object,
             incremental=True,
-            supports_deletes=True,
+            # Tombstones ARE reported (queryAll IsDeleted rows, deleted/), but records purged longer ago than
+            # the deleted/ window can only be found by listing ids; the engine does that on full runs
+            # (`cxbridge sync --full`) for streams that declare supports_deletes=False.
+            supports_deletes=False,
         )
 
 

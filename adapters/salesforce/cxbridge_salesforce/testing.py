@@ -37,6 +37,7 @@ import io
 import itertools
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
@@ -100,6 +101,8 @@ class FakeSalesforce(FakeStore):
         self.logins = 0
         self._token_seq = itertools.count(1)
         self.faults: list[int | str] = []
+        #: called as ``hook(method, path)`` before each API request is answered (tests change data mid-run)
+        self.before_request: Callable[[str, str], None] | None = None
         self.requests: list[tuple[str, str]] = []
         self.locators: dict[str, list[dict[str, Any]]] = {}
         self._locator_seq = itertools.count(1)
@@ -218,6 +221,8 @@ class FakeSalesforce(FakeStore):
         params = {k: v[0] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         method = str(request.method)
         self.requests.append((method, path))
+        if self.before_request is not None:
+            self.before_request(method, path)
         if self.faults:
             fault = self.faults.pop(0)
             if fault == "connection":
