@@ -6,6 +6,7 @@ Each function mirrors one documented HubSpot endpoint; see the citations in :mod
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -106,33 +107,60 @@ def list_objects(fake: FakeHubSpot, obj: str, request: httpx.Request) -> httpx.R
 def _value(prop: str, raw: Any) -> Any:
     if raw is None:
         return None
+    if isinstance(raw, (int, float)):
+        return float(raw)
     text = str(raw)
-    if prop in ("hs_object_id",) or re.fullmatch(r"-?\d+(\.\d+)?", text):
+    if prop == "hs_object_id" or _NUMBER.fullmatch(text):
         return float(text)
-    if re.match(r"\d{4}-\d{2}-\d{2}T", text):
-        from datetime import datetime
-
+    if _ISO.match(text):
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000
     return text.lower()
 
 
-def _matches(flt: dict[str, Any], values: dict[str, Any]) -> bool:
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+_ISO = re.compile(r"\d{4}-\d{2}-\d{2}T")
+
+
+class _View:
+    """Property values of one search candidate without copying the snapshot."""
+
+    __slots__ = ("base", "extra")
+
+    def __init__(self, base: dict[str, Any], extra: dict[str, Any]) -> None:
+        self.base, self.extra = base, extra
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self.extra:
+            return self.extra[key]
+        return self.base.get(key, default)
+
+
+_OPS = {"EQ": lambda a, b: a == b, "NEQ": lambda a, b: a != b, "GT": lambda a, b: a > b,
+        "GTE": lambda a, b: a >= b, "LT": lambda a, b: a < b, "LTE": lambda a, b: a <= b}
+
+
+def _compile(flt: dict[str, Any]) -> Any:
+    """One search filter -> ``(values) -> bool`` (the filter value is parsed once per query)."""
     op, prop = flt.get("operator", "EQ"), flt["propertyName"]
-    have = _value(prop, values.get(prop))
     if op == "HAS_PROPERTY":
-        return have is not None
+        return lambda values: values.get(prop) is not None
     if op == "NOT_HAS_PROPERTY":
-        return have is None
+        return lambda values: values.get(prop) is None
     if op == "IN":
-        return have in {_value(prop, v) for v in flt.get("values", [])}
-    want = _value(prop, flt.get("value"))
-    if have is None or want is None:
-        return False
-    try:
-        return {"EQ": have == want, "NEQ": have != want, "GT": have > want, "GTE": have >= want,
-                "LT": have < want, "LTE": have <= want}[op]
-    except (KeyError, TypeError):
-        return False
+        wanted = {_value(prop, v) for v in flt.get("values", [])}
+        return lambda values: _value(prop, values.get(prop)) in wanted
+    want, cmp = _value(prop, flt.get("value")), _OPS.get(op)
+
+    def check(values: Any) -> bool:
+        have = _value(prop, values.get(prop))
+        if have is None or want is None or cmp is None:
+            return False
+        try:
+            return bool(cmp(have, want))
+        except TypeError:
+            return False
+
+    return check
 
 
 def search(fake: FakeHubSpot, obj: str, body: dict[str, Any]) -> httpx.Response:
@@ -155,19 +183,22 @@ def search(fake: FakeHubSpot, obj: str, body: dict[str, Any]) -> httpx.Response:
                          f"(after={offset}).", "VALIDATION_ERROR")
     lag_ms = int(fake.search_index_lag * 1000)
     now = fake.clock.ms()
-    visible: list[tuple[_Rec, dict[str, Any], int]] = []
+    visible: list[tuple[_Rec, dict[str, Any], int, Any]] = []
     mod_prop = modstamp_property(obj)
+    compiled = [[_compile(f) for f in g.get("filters", [])] for g in groups]
     for rec in fake.objects[obj].values():
         if rec.archived_at is not None:
             continue
-        indexed = [h for h in rec.history if h[0] + lag_ms <= now]
-        if not indexed:
-            continue
-        stamp, snap = indexed[-1]
-        values = dict(snap)
-        values.update({"hs_object_id": str(rec.id), mod_prop: iso_ms(stamp), "createdate": iso_ms(rec.created)})
-        if not groups or any(all(_matches(f, values) for f in g.get("filters", [])) for g in groups):
-            visible.append((rec, values, stamp))
+        if rec.history[-1][0] + lag_ms <= now:
+            stamp, snap = rec.history[-1]
+        else:
+            indexed = [h for h in rec.history if h[0] + lag_ms <= now]
+            if not indexed:
+                continue
+            stamp, snap = indexed[-1]
+        values = _View(snap, {"hs_object_id": rec.id, mod_prop: stamp, "createdate": rec.created})
+        if not compiled or any(all(f(values) for f in g) for g in compiled):
+            visible.append((rec, snap, stamp, values))
 
     def scramble(rec: _Rec) -> int:  # ties come back in no particular order
         return (rec.id * 2654435761) % 4294967296
@@ -175,7 +206,7 @@ def search(fake: FakeHubSpot, obj: str, body: dict[str, Any]) -> httpx.Response:
     if sorts:
         prop = sorts[0]["propertyName"]
         desc = sorts[0].get("direction", "ASCENDING") == "DESCENDING"
-        visible.sort(key=lambda t: (_value(prop, t[1].get(prop)) or 0, scramble(t[0])), reverse=desc)
+        visible.sort(key=lambda t: (_value(prop, t[3].get(prop)) or 0, scramble(t[0])), reverse=desc)
     else:
         visible.sort(key=lambda t: t[0].id)
     end = min(offset + limit, SEARCH_CAP)
@@ -183,7 +214,7 @@ def search(fake: FakeHubSpot, obj: str, body: dict[str, Any]) -> httpx.Response:
     props = body.get("properties") or []
     data: dict[str, Any] = {
         "total": len(visible),
-        "results": [to_json(fake, r, props, snapshot=s, modified=st) for r, s, st in page],
+        "results": [to_json(fake, r, props, snapshot=s, modified=st) for r, s, st, _ in page],
     }
     if len(visible) > offset + limit:
         data["paging"] = {"next": {"after": str(offset + limit)}}

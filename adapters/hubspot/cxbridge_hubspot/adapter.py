@@ -117,7 +117,7 @@ class HubSpotAdapter(Adapter):
         spec = self._spec(stream)
         props = self.properties_for(stream)
         state = dict(cursor.state)
-        if full or (cursor.modstamp is None and state.get("phase") != "search"):
+        if full or cursor.modstamp is None:  # first run, a crashed load, or a cursor the engine distrusts
             resume = state if state.get("phase") == "list" else {}
             yield from self._read_list(spec, props, cursor, resume)
             return

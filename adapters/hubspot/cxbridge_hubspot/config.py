@@ -102,6 +102,10 @@ class HubSpotConfig(_Base):
         None, description="App client secret that signs webhooks (X-HubSpot-Signature-v3). Default: the "
         "OAuth client secret."
     )
+    webhook_url: str | None = Field(
+        None, description="The exact public URL HubSpot posts webhooks to, when a proxy changes what the server "
+        "sees (the v3 signature covers the URL)."
+    )
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(8, ge=1, description="Attempts per request on 429 / 5xx / connection errors.")
 

@@ -12,7 +12,15 @@ from cxbridge.models import SourceRecord
 
 from .mapping import DEFAULT_MAPPINGS, derive, mapped_properties
 
-__all__ = ["SPECS", "StreamSpec", "modstamp_property", "parse_time", "to_ms", "to_record"]
+__all__ = ["OBJECT_TYPE_IDS", "SPECS", "StreamSpec", "modstamp_property", "parse_time", "to_ms", "to_record"]
+
+
+#: objectTypeId (webhook payloads of ``object.*`` subscriptions, v4 APIs) -> object type name.
+#: Source: https://developers.hubspot.com/changelog/public-beta-generic-webhook-subscriptions
+OBJECT_TYPE_IDS = {
+    "0-1": "contacts", "0-2": "companies", "0-3": "deals", "0-5": "tickets", "0-46": "notes",
+    "0-48": "calls", "0-49": "emails", "0-47": "meetings", "0-27": "tasks",
+}
 
 
 @dataclass(frozen=True)

@@ -43,14 +43,11 @@ from urllib.parse import parse_qs
 import httpx
 import respx
 
+from .streams import OBJECT_TYPE_IDS
+
 __all__ = ["OBJECT_TYPE_IDS", "DictState", "FakeClock", "FakeHubSpot", "SlidingWindowBudget", "make_context",
            "sign_v3"]
 
-#: objectTypeId of webhook payloads (``object.*`` subscriptions) -> object type name.
-OBJECT_TYPE_IDS = {
-    "0-1": "contacts", "0-2": "companies", "0-3": "deals", "0-5": "tickets", "0-46": "notes",
-    "0-48": "calls", "0-49": "emails", "0-47": "meetings", "0-27": "tasks",
-}
 _MODSTAMP = {"contacts": "lastmodifieddate"}
 _ENGAGEMENTS = {"notes", "calls", "emails", "meetings", "tasks"}
 #: HubSpot-defined association type ids engagement -> contact (associations v4 docs).

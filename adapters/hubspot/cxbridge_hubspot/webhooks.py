@@ -1,0 +1,287 @@
+"""The HubSpot webhook receiver: signature v3, replay window, duplicate events, targeted re-reads.
+
+Validation (Source: https://developers.hubspot.com/docs/api/webhooks/validating-requests and
+https://developers.hubspot.com/changelog/introducing-version-3-of-webhook-signatures):
+
+- reject when ``X-HubSpot-Request-Timestamp`` (ms) is more than 5 minutes away from now;
+- ``X-HubSpot-Signature-v3`` = base64(HMAC-SHA256(client secret, method + URI + raw body + timestamp)), the
+  URI being the full URL HubSpot called (set ``webhook_url`` per source when a proxy rewrites it);
+- compare in constant time (:func:`hmac.compare_digest`).
+
+Events (subscription types ``contact.creation`` / ``.propertyChange`` / ``.deletion`` / ``.merge`` /
+``.restore`` / ``.associationChange`` / ``.privacyDeletion``, the same for company / deal / ticket, and the
+generic ``object.*`` with ``objectTypeId``; Source: https://developers.hubspot.com/docs/api/webhooks) become a
+:class:`WebhookPlan`: ids to re-read per stream with one batch read each (deletions come back as tombstones,
+merged ids as aliases) and contact ids to erase (privacy deletions). Event ids already in the inbox are
+ignored (HubSpot retries deliveries), so every event is acted on once.
+
+Wiring: the endpoint finds its :class:`WebhookReceiver` on ``request.app.state.hubspot_webhooks`` (tests and
+custom apps set it) or builds one from ``request.app.state.bridge`` (the daemon's bridge: config, store,
+adapters). Without either it answers 503.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+from .streams import OBJECT_TYPE_IDS
+
+__all__ = [
+    "InboxStore",
+    "MemoryInbox",
+    "StoreInbox",
+    "WebhookPlan",
+    "WebhookReceiver",
+    "bridge_receiver",
+    "plan_events",
+    "verify_signature",
+    "webhook_endpoint",
+]
+
+log = logging.getLogger(__name__)
+MAX_AGE_MS = 5 * 60 * 1000
+_LEGACY = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
+
+
+def verify_signature(*, secret: str, method: str, uri: str, body: bytes, timestamp: str, signature: str,
+                     now_ms: int, max_age_ms: int = MAX_AGE_MS) -> str | None:
+    """None when the request is authentic and fresh, else the reason it is not."""
+    try:
+        stamp = int(timestamp)
+    except (TypeError, ValueError):
+        return "missing or malformed X-HubSpot-Request-Timestamp"
+    if abs(now_ms - stamp) > max_age_ms:
+        return "timestamp outside the 5-minute window"
+    message = f"{method}{uri}".encode() + body + timestamp.encode()
+    expected = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
+    if not hmac.compare_digest(expected.encode(), (signature or "").encode()):
+        return "signature mismatch"
+    return None
+
+
+@dataclass
+class WebhookPlan:
+    """What a batch of events asks for."""
+
+    reread: dict[str, list[str]] = field(default_factory=dict)
+    erase: list[str] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
+
+    def add(self, stream: str, *ids: Any) -> None:
+        bucket = self.reread.setdefault(stream, [])
+        for i in ids:
+            if i is not None and str(i) not in bucket:
+                bucket.append(str(i))
+
+
+def _stream_of(event: Mapping[str, Any]) -> tuple[str | None, str]:
+    kind = str(event.get("subscriptionType") or "")
+    prefix, _, action = kind.partition(".")
+    if prefix == "object":
+        return OBJECT_TYPE_IDS.get(str(event.get("objectTypeId") or "")), action
+    return _LEGACY.get(prefix), action
+
+
+def plan_events(events: Iterable[Mapping[str, Any]], streams: Iterable[str] | None = None) -> WebhookPlan:
+    """Turn webhook events into re-reads and erasures (unknown types and streams are ignored)."""
+    wanted = set(streams) if streams is not None else None
+    plan = WebhookPlan()
+    for event in events:
+        stream, action = _stream_of(event)
+        plan.event_ids.append(str(event.get("eventId")))
+        if stream is None or (wanted is not None and stream not in wanted):
+            continue
+        if action == "privacyDeletion":
+            plan.erase.append(str(event.get("objectId")))
+            plan.add(stream, event.get("objectId"))
+        elif action == "merge":
+            plan.add(stream, event.get("primaryObjectId") or event.get("objectId"), event.get("newObjectId"),
+                     *(event.get("mergedObjectIds") or []))
+        elif action in ("creation", "propertyChange", "deletion", "restore", "associationChange"):
+            plan.add(stream, event.get("objectId"))
+    return plan
+
+
+class InboxStore(Protocol):
+    """Remembers webhook event ids (duplicates are ignored) and their processing status."""
+
+    def add(self, source: str, event_id: str, payload: Any, now: datetime) -> bool:
+        """Record the event; False when it was seen before."""
+        ...
+
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+        ...
+
+
+class MemoryInbox:
+    """An in-process :class:`InboxStore` (tests, single-shot tools)."""
+
+    def __init__(self) -> None:
+        self.events: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def add(self, source: str, event_id: str, payload: Any, now: datetime) -> bool:
+        if (source, event_id) in self.events:
+            return False
+        self.events[(source, event_id)] = {"payload": payload, "status": "new", "error": None}
+        return True
+
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+        for event_id in event_ids:
+            if (source, event_id) in self.events:
+                self.events[(source, event_id)].update(status=status, error=error)
+
+
+class StoreInbox:
+    """The store's ``inbox`` table (unique ``(source, event_id)``) as :class:`InboxStore`."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def add(self, source: str, event_id: str, payload: Any, now: datetime) -> bool:
+        from sqlalchemy import insert
+        from sqlalchemy.exc import IntegrityError
+
+        from cxbridge.store import schema
+
+        try:
+            with self.store.begin() as conn:
+                conn.execute(insert(schema.inbox).values(source=source, event_id=event_id, payload=payload,
+                                                         status="new", received_at=now))
+        except IntegrityError:
+            return False
+        return True
+
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+        from sqlalchemy import update
+
+        from cxbridge.store import schema
+
+        ids = list(event_ids)
+        if not ids:
+            return
+        t = schema.inbox
+        with self.store.begin() as conn:
+            conn.execute(update(t).where(t.c.source == source, t.c.event_id.in_(ids))
+                         .values(status=status, processed_at=now, error=error))
+
+
+Dispatch = Callable[[str, WebhookPlan], None]
+
+
+class WebhookReceiver:
+    """Verifies, de-duplicates and dispatches HubSpot webhook deliveries for any number of sources.
+
+    :param secret_for: source name -> signing secret (None: unknown source -> 404).
+    :param inbox: where event ids are remembered.
+    :param dispatch: ``(source, plan)`` -> performs the re-reads / erasures (runs after the response).
+    :param now: the clock.
+    :param url_for: source name -> the public URL HubSpot calls, when it differs from what the server sees.
+    :param streams_for: source name -> the streams it syncs (events of other objects are ignored).
+    """
+
+    def __init__(self, *, secret_for: Callable[[str], str | None], inbox: InboxStore, dispatch: Dispatch,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 url_for: Callable[[str], str | None] = lambda source: None,
+                 streams_for: Callable[[str], Iterable[str] | None] = lambda source: None) -> None:
+        self.secret_for, self.inbox, self.dispatch, self.now = secret_for, inbox, dispatch, now
+        self.url_for, self.streams_for = url_for, streams_for
+        self.rejected = 0
+        self.duplicates = 0
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.background import BackgroundTask
+        from starlette.responses import JSONResponse
+
+        source = request.path_params.get("source", "")
+        secret = self.secret_for(source)
+        if not secret:
+            return JSONResponse({"error": f"no HubSpot source {source!r} with a webhook secret"}, status_code=404)
+        body = await request.body()
+        uri = self.url_for(source) or str(request.url)
+        now = self.now()
+        reason = verify_signature(
+            secret=secret, method=request.method, uri=uri, body=body,
+            timestamp=request.headers.get("X-HubSpot-Request-Timestamp", ""),
+            signature=request.headers.get("X-HubSpot-Signature-v3", ""),
+            now_ms=int(now.timestamp() * 1000),
+        )
+        if reason is not None:
+            self.rejected += 1
+            log.warning("hubspot webhook rejected", extra={"source": source, "reason": reason})
+            return JSONResponse({"error": reason}, status_code=401)
+        try:
+            events = json.loads(body or b"[]")
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if isinstance(events, dict):
+            events = [events]
+        fresh = [e for e in events if self.inbox.add(source, str(e.get("eventId")), e, now)]
+        self.duplicates += len(events) - len(fresh)
+        plan = plan_events(fresh, self.streams_for(source))
+        task = BackgroundTask(self.process, source, plan) if plan.event_ids else None
+        return JSONResponse({"accepted": len(fresh), "duplicates": len(events) - len(fresh)}, background=task)
+
+    def process(self, source: str, plan: WebhookPlan) -> None:
+        try:
+            self.dispatch(source, plan)
+        except Exception as exc:  # the events stay in the inbox as failed; the next poll catches up anyway
+            log.exception("hubspot webhook processing failed", extra={"source": source})
+            self.inbox.mark(source, plan.event_ids, "failed", self.now(), f"{type(exc).__name__}: {exc}")
+            return
+        self.inbox.mark(source, plan.event_ids, "processed", self.now())
+
+
+def bridge_receiver(bridge: Any) -> WebhookReceiver:
+    """A receiver on the daemon's bridge: secrets from the config, the store's inbox, re-reads through the
+    source's adapter handed to ``bridge.ingest_pages(source, stream, pages)`` and erasures to
+    ``bridge.erase_source_records(source, object_type, ids)`` when the core offers them.
+    """
+
+    def connection(source: str) -> Any:
+        src = bridge.config.sources.get(source)
+        return src.connection if src is not None and src.adapter == "hubspot" else None
+
+    def secret_for(source: str) -> str | None:
+        conn = connection(source)
+        return conn.signing_secret() if conn is not None else None
+
+    def dispatch(source: str, plan: WebhookPlan) -> None:
+        adapter = bridge.adapter(source)
+        ingest = getattr(bridge, "ingest_pages", None)
+        for stream, ids in plan.reread.items():
+            pages = adapter.read_ids(stream, ids)
+            if ingest is None:
+                raise RuntimeError("the core offers no Bridge.ingest_pages; changes arrive with the next poll")
+            ingest(source, stream, pages)
+        erase = getattr(bridge, "erase_source_records", None)
+        if plan.erase:
+            if erase is None:
+                raise RuntimeError("the core offers no Bridge.erase_source_records")
+            erase(source, "contacts", plan.erase)
+
+    return WebhookReceiver(
+        secret_for=secret_for, inbox=StoreInbox(bridge.store), dispatch=dispatch,
+        url_for=lambda s: getattr(connection(s), "webhook_url", None),
+        streams_for=lambda s: getattr(connection(s), "streams", None),
+    )
+
+
+async def webhook_endpoint(request: Any) -> Any:
+    """``POST /webhooks/hubspot/{source}`` (registered through ``register_routes``)."""
+    from starlette.responses import JSONResponse
+
+    state = request.app.state
+    receiver = getattr(state, "hubspot_webhooks", None)
+    if receiver is None and getattr(state, "bridge", None) is not None:
+        receiver = state.hubspot_webhooks = bridge_receiver(state.bridge)
+    if receiver is None:
+        return JSONResponse({"error": "HubSpot webhooks are not configured in this app"}, status_code=503)
+    return await receiver(request)

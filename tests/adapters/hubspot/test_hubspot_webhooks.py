@@ -1,0 +1,130 @@
+"""Webhook receiver: v3 signature, 5-minute window, duplicate event ids, targeted batch re-reads."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from starlette.testclient import TestClient
+
+from cxbridge.web import build_app
+from cxbridge_hubspot import plugin
+from cxbridge_hubspot.testing import sign_v3
+from cxbridge_hubspot.webhooks import MemoryInbox, StoreInbox, WebhookReceiver, plan_events, verify_signature
+
+SECRET = "app-secret"
+URL = "http://testserver/webhooks/hubspot/hs"
+
+
+@pytest.fixture
+def wired(fake, make_adapter, plugin_manager, register_plugin):
+    """The real web app with the plugin's route, a receiver re-reading through the adapter."""
+    register_plugin(plugin, name="hubspot")
+    adapter = make_adapter()
+    ingested: list = []
+    erased: list = []
+
+    def dispatch(source, plan):
+        for stream, ids in plan.reread.items():
+            for page in adapter.read_ids(stream, ids):
+                ingested.extend(page.records)
+        erased.extend(plan.erase)
+
+    inbox = MemoryInbox()
+    receiver = WebhookReceiver(secret_for=lambda s: SECRET if s == "hs" else None, inbox=inbox,
+                               dispatch=dispatch, now=fake.clock.now)
+    app = build_app(plugin_manager)
+    app.state.hubspot_webhooks = receiver
+    return TestClient(app), receiver, inbox, ingested, erased
+
+
+def _post(client, fake, events, *, secret=SECRET, ts=None, tamper=False):
+    headers, body = fake.webhook(events, secret=secret, uri=URL, timestamp_ms=ts)
+    if tamper:
+        body = body.replace(b"propertyChange", b"creation")
+    return client.post("/webhooks/hubspot/hs", content=body, headers=headers)
+
+
+def test_signature_v3_matches_documented_algorithm():
+    body = b'[{"eventId":1}]'
+    sig = sign_v3(SECRET, "POST", URL, body, "1700000000000")
+    assert verify_signature(secret=SECRET, method="POST", uri=URL, body=body, timestamp="1700000000000",
+                            signature=sig, now_ms=1_700_000_100_000) is None
+    assert verify_signature(secret=SECRET, method="POST", uri=URL, body=body + b" ", timestamp="1700000000000",
+                            signature=sig, now_ms=1_700_000_100_000) == "signature mismatch"
+    assert "5-minute" in verify_signature(secret=SECRET, method="POST", uri=URL, body=body,
+                                          timestamp="1700000000000", signature=sig, now_ms=1_700_000_400_001)
+
+
+def test_property_change_triggers_targeted_reread(fake, wired):
+    client, receiver, inbox, ingested, _ = wired
+    c = fake.add("contacts", {"email": "ann@example.com", "firstname": "Ann"})
+    fake.update("contacts", c, {"firstname": "Anna"})
+    events = [{"eventId": 11, "subscriptionType": "contact.propertyChange", "objectId": int(c),
+               "propertyName": "firstname", "propertyValue": "Anna", "occurredAt": fake.clock.ms()}]
+    resp = _post(client, fake, events)
+    assert resp.status_code == 200 and resp.json() == {"accepted": 1, "duplicates": 0}
+    assert [(r.source_id, r.fields["firstname"]) for r in ingested] == [(c, "Anna")]
+    assert fake.count("POST", "/crm/v3/objects/contacts/batch/read") == 1
+    assert inbox.events[("hs", "11")]["status"] == "processed"
+    # HubSpot retries the delivery: the duplicate is acknowledged and ignored
+    resp = _post(client, fake, events)
+    assert resp.json() == {"accepted": 0, "duplicates": 1}
+    assert fake.count("POST", "/crm/v3/objects/contacts/batch/read") == 1 and len(ingested) == 1
+
+
+def test_bad_signature_and_stale_timestamp_are_rejected(fake, wired):
+    client, receiver, _, ingested, _ = wired
+    events = [{"eventId": 12, "subscriptionType": "contact.propertyChange", "objectId": 1}]
+    assert _post(client, fake, events, secret="wrong").status_code == 401
+    assert _post(client, fake, events, tamper=True).status_code == 401
+    stale = fake.clock.ms() - int(timedelta(minutes=6).total_seconds() * 1000)
+    assert _post(client, fake, events, ts=stale).status_code == 401
+    assert receiver.rejected == 3 and not ingested and fake.calls == []
+    assert client.post("/webhooks/hubspot/other", content=b"[]").status_code == 404
+
+
+def test_deletion_merge_and_privacy_deletion(fake, wired):
+    client, _, _, ingested, erased = wired
+    keep = fake.add("contacts", {"email": "keep@example.com"})
+    dup = fake.add("contacts", {"email": "dup@example.com"})
+    gone = fake.add("contacts", {"email": "gone@example.com"})
+    fake.merge("contacts", keep, dup)
+    fake.archive("contacts", gone)
+    events = [
+        {"eventId": 21, "subscriptionType": "contact.merge", "objectId": int(keep), "primaryObjectId": int(keep),
+         "mergedObjectIds": [int(dup)], "newObjectId": int(keep)},
+        {"eventId": 22, "subscriptionType": "object.deletion", "objectTypeId": "0-1", "objectId": int(gone)},
+        {"eventId": 23, "subscriptionType": "contact.privacyDeletion", "objectId": 999999},
+    ]
+    assert _post(client, fake, events).status_code == 200
+    by_id = {r.source_id: r for r in ingested}
+    assert by_id[dup].merged_into == keep
+    assert by_id[gone].deleted and by_id["999999"].deleted
+    assert not by_id[keep].deleted
+    assert erased == ["999999"]
+    assert fake.count("POST", "/crm/v3/objects/contacts/batch/read") == 1  # one batch for all ids
+
+
+def test_plan_ignores_unknown_types_and_streams():
+    plan = plan_events([{"eventId": 1, "subscriptionType": "conversation.creation", "objectId": 5},
+                        {"eventId": 2, "subscriptionType": "deal.creation", "objectId": 6}], streams=["contacts"])
+    assert plan.reread == {} and plan.event_ids == ["1", "2"]
+
+
+def test_store_inbox_persists_seen_ids(sqlite_store, fake):
+    inbox = StoreInbox(sqlite_store)
+    now = fake.clock.now()
+    assert inbox.add("hs", "e1", {"eventId": "e1"}, now) is True
+    assert inbox.add("hs", "e1", {"eventId": "e1"}, now) is False
+    assert inbox.add("other", "e1", {"eventId": "e1"}, now) is True
+    inbox.mark("hs", ["e1"], "processed", now)
+    from sqlalchemy import select
+
+    from cxbridge.store import schema
+
+    with sqlite_store.begin() as conn:
+        rows = conn.execute(select(schema.inbox.c.source, schema.inbox.c.status)).all()
+    assert sorted(tuple(r) for r in rows) == [("hs", "processed"), ("other", "new")]
+    json.dumps([dict(r._mapping) for r in rows])
