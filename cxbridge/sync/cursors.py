@@ -12,7 +12,9 @@ Rules applied here:
   cursor past records that are yet to be written. A clamped cursor drops ``last_id``;
 - **never backwards**: a page cursor below the saved one (pages of a look-back read) keeps the saved position;
   only the adapter's opaque ``state`` moves;
-- a saved cursor **from the future** (beyond run start minus margin) is clamped when loaded, with a warning.
+- a saved cursor **from the future** (beyond run start minus margin) cannot be trusted -- it was made by a
+  clock that ran ahead, so records changed since then may carry earlier stamps: the run reads from the start
+  (content hashes make that idempotent) and logs a warning.
 """
 
 from __future__ import annotations
@@ -61,9 +63,9 @@ def clamp(cursor: Cursor, limit: datetime) -> Cursor:
 def read_start(saved: Cursor, lookback: timedelta, limit: datetime) -> Cursor:
     """The cursor a run reads from: the saved one clamped to ``limit``, minus the look-back window."""
     if saved.modstamp is not None and saved.modstamp > limit:
-        logger.warning("cursor %s lies in the future (limit %s); clamped", saved.modstamp.isoformat(),
-                       limit.isoformat())
-        saved = clamp(saved, limit)
+        logger.warning("cursor %s lies in the future (now minus margin: %s); reading from the start",
+                       saved.modstamp.isoformat(), limit.isoformat())
+        return Cursor(state=saved.state)
     if saved.modstamp is None or not lookback:
         return saved
     return Cursor(modstamp=saved.modstamp - lookback, last_id=None, state=saved.state)

@@ -203,7 +203,7 @@ class SyncEngine:
         self._hook("sync_started", info.id, run=info)
         if progress:
             progress("start", info)
-        committed = cursors.clamp(saved, limit)
+        committed = saved if saved.modstamp is None or saved.modstamp <= limit else Cursor(state=saved.state)
         read_from = cursors.read_start(saved, lookback, limit)
         full_read = full or not stream.incremental
         try:
