@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -34,7 +34,7 @@ def _candidate() -> IdentityCandidate:
         object_type="customers",
         source_id="1",
         fields={"email": "a@example.com"},
-        modstamp=datetime(2024, 1, 1, tzinfo=timezone.utc),
+        modstamp=datetime(2024, 1, 1, tzinfo=UTC),
     )
     return IdentityCandidate(record=record, keys=("email:a@example.com",), patch={})
 
