@@ -38,6 +38,7 @@ class CliState:
     debug: bool = False
     root: Any = None
     _config: Any = field(default=None, repr=False)
+    _pm: Any = field(default=None, repr=False)
 
     @property
     def config_path(self) -> Path:
@@ -52,9 +53,11 @@ class CliState:
         if self.root is not None and hasattr(self.root, "plugin_manager"):
             pm: pluggy.PluginManager = self.root.plugin_manager()
             return pm
-        from ..plugins import get_plugin_manager
+        if self._pm is None:
+            from ..plugins import get_plugin_manager
 
-        return get_plugin_manager()
+            self._pm = get_plugin_manager()
+        return self._pm
 
     def load_config(self) -> Any:
         """Load and validate :attr:`config_path` with :func:`cxbridge.config.load_config` (cached)."""

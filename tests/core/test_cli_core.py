@@ -223,3 +223,16 @@ def test_console_script_error_contract(tmp_path):
     )
     assert proc.returncode == 2
     assert "No such option" in proc.stderr
+
+
+def test_misspelled_hook_makes_plugin_commands_fail_with_one_line(monkeypatch, make_dist, capsys):
+    typo = "from cxbridge import hookimpl\n\n@hookimpl\ndef register_command():\n    return []\n"
+    make_dist(
+        "cxbridge-typo-cli", modules={"typo_cli_plugin.py": typo}, entry_points={"typo-cli": "typo_cli_plugin"}
+    )
+    monkeypatch.setenv("CXBRIDGE_LOAD_PLUGINS", "typo-cli")
+    assert run(["plugins", "list"], app=create_app()) == 1
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: distribution 'cxbridge-typo-cli' (plugin 'typo-cli') implements unknown hook")
+    assert "did you mean 'register_commands'" in line
+    assert "CXBRIDGE_DISABLE_PLUGINS" in line
