@@ -253,6 +253,7 @@ class FakeHubSpot:
         self.calls: list[tuple[str, str]] = []  # requests that reached the server (incl. 429s)
         self.responses: list[int] = []
         self.attempts = 0
+        self.throttled = 0  # 429s the rate limiter (not fault injection) answered
         self._next_id = 1000
         self._token_seq = 0
         self._window: deque[float] = deque()
@@ -370,8 +371,9 @@ class FakeHubSpot:
                     raise httpx.ReadError("connection reset (injected)", request=request)
                 self.calls.append((request.method, path))
                 if fault.kind.startswith("429:"):
-                    return self._too_many(fault.kind[4:])
-                resp = _err(int(fault.kind), "injected failure", "INTERNAL_ERROR")
+                    resp = self._too_many(fault.kind[4:])
+                else:
+                    resp = _err(int(fault.kind), "injected failure", "INTERNAL_ERROR")
                 self.responses.append(resp.status_code)
                 return resp
         for hook in self.hooks:
@@ -379,6 +381,8 @@ class FakeHubSpot:
         self.calls.append((request.method, path))
         resp = self._serve(request, path)
         self.responses.append(resp.status_code)
+        if resp.status_code == 429:
+            self.throttled += 1
         return resp
 
     def _serve(self, request: httpx.Request, path: str) -> httpx.Response:
