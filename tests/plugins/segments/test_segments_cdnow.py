@@ -144,3 +144,29 @@ def test_expected_purchases_survive_heavy_buyers() -> None:
     params = BgNbdParams(0.243, 4.414, 0.793, 2.426)
     out = expected_purchases(params, 52.0, [500.0, 2000.0], [77.0, 77.5], [78.0, 78.0])
     assert np.all(np.isfinite(out)) and np.all(out > 0)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        BgNbdParams(0.385, 1.152, 852.5, 2463.8),  # near-homogeneous dropout: the closed form breaks down
+        BgNbdParams(0.5, 0.1, 50.0, 5.0),
+        BgNbdParams(2.0, 10.0, 1.5, 0.3),
+    ],
+)
+def test_expected_purchases_closed_form_and_quadrature_agree(params) -> None:
+    # Two independent derivations of E[Y(t)]: Euler-transformed 2F1 (with automatic fallback) and
+    # Gauss-Jacobi quadrature over the dropout probability.
+    from cxbridge_segments.clv.bgnbd import expected_purchases_quadrature
+
+    rng = np.random.default_rng(3)
+    n = 3000
+    T = rng.uniform(0.05, 100, n)
+    t_x = T * rng.random(n)
+    x = rng.integers(0, 60, n).astype(float)
+    t_x[x == 0] = 0
+    t = rng.uniform(1, 104, n)
+    closed = expected_purchases(params, t, x, t_x, T)
+    quad = expected_purchases_quadrature(params, t, x, t_x, T)
+    assert np.all(np.isfinite(closed))
+    assert closed == pytest.approx(quad, rel=1e-6, abs=1e-12)

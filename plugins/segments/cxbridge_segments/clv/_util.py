@@ -35,5 +35,6 @@ def hyp2f1_safe(
         ab = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (a, b, c, z)))
         aa, bb, cc, zz = (arr[bad] for arr in ab)
         out = np.array(out, copy=True)
-        out[bad] = np.power(1.0 - zz, -aa) * special.hyp2f1(aa, cc - bb, cc, zz / (zz - 1.0))
+        with np.errstate(all="ignore"):  # still not finite -> the caller's quadrature fallback takes over
+            out[bad] = np.power(1.0 - zz, -aa) * special.hyp2f1(aa, cc - bb, cc, zz / (zz - 1.0))
     return out

@@ -27,6 +27,7 @@ __all__ = [
     "BgNbdFit",
     "BgNbdParams",
     "expected_purchases",
+    "expected_purchases_quadrature",
     "fit_bgnbd",
     "log_likelihood",
     "probability_alive",
@@ -140,11 +141,15 @@ def fit_bgnbd(
             value = -float(np.dot(weights, _ll(theta, xu, tu, Tu))) / n
         return value if np.isfinite(value) else float("inf")
 
-    first = optimize.minimize(
-        objective, start, method="Nelder-Mead",
-        options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12},
-    )
-    polish = optimize.minimize(objective, first.x, method="L-BFGS-B", options={"maxiter": max_iter})
+    # L-BFGS-B (bounded log-parameters keep exp() finite) is fast and precise on well-posed data; Nelder-Mead
+    # takes over when it fails, e.g. on ridges where a parameter runs off to infinity.
+    bounds = [(-25.0, 25.0)] * len(start)
+    first = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-7})
+    polish = first
+    if not first.success or not np.isfinite(first.fun):
+        polish = optimize.minimize(objective, first.x if np.isfinite(first.fun) else start, method="Nelder-Mead",
+                                   options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12})
     best = polish if polish.fun <= first.fun else first
     r, alpha, a, b = (float(v) for v in np.exp(best.x))
     converged = bool(first.success or polish.success) and np.isfinite(best.fun)
@@ -192,5 +197,74 @@ def expected_purchases(
     log_odds = np.log(a) - np.log(b + xm - 1.0) + (r + xa) * (np.log(alpha + Ta) - np.log(alpha + ta))
     with np.errstate(over="ignore"):  # overflow -> inf -> expected purchases 0, which is the limit
         denom = 1.0 + np.where(xa > 0, np.exp(log_odds), 0.0)
-    out: NDArray[np.float64] = head * (1.0 - term) / denom
+    with np.errstate(all="ignore"):
+        out: NDArray[np.float64] = np.asarray(head * (1.0 - term) / denom, dtype=np.float64)
+    # With large a and b (a nearly homogeneous dropout probability) the closed form can lose all precision.
+    # Where it is not finite or leaves the bounds 0 <= E <= P(alive) E[lambda | alive] t, use quadrature.
+    bound = (r + xa) / (alpha + Ta) * ts / denom
+    bad = ~np.isfinite(out) | (out < -1e-12) | (out > bound * (1 + 1e-9) + 1e-12)
+    if np.any(bad):
+        out = np.array(np.broadcast_to(out, bad.shape), dtype=np.float64)
+        shape = bad.shape
+        parts = [np.broadcast_to(v, shape)[bad] for v in (ts, xa, ta, Ta)]
+        out[bad] = expected_purchases_quadrature(params, *parts)
+        logger.debug("BG/NBD expected purchases: %d values by quadrature", int(bad.sum()))
     return out
+
+
+def expected_purchases_quadrature(
+    params: BgNbdParams, t: ArrayLike, x: ArrayLike, t_x: ArrayLike, T: ArrayLike, *, nodes: int = 48
+) -> NDArray[np.float64]:
+    """E[Y(t) | x, t_x, T] by Gauss-Jacobi quadrature instead of the hypergeometric closed form.
+
+    Given alive, ``lambda ~ Gamma(r+x, alpha+T)`` and ``p ~ Beta(a, b+x)`` independently, and a customer with
+    rate ``lambda`` and dropout ``p`` makes ``(1 - exp(-lambda p t)) / p`` expected purchases in ``t``. Taking
+    the expectation over ``lambda`` first gives
+    ``E[Y(t)] = P(alive) * E_p[(1 - (1 + p t/(alpha+T))^-(r+x)) / p]``, a smooth integrand against a Beta
+    weight. Gauss-Jacobi rules integrate it to ~1e-12 for any size of ``a`` and ``b`` -- exactly where the closed
+    form breaks down -- but lose accuracy (up to ~1 % with 48 nodes) when ``t/(alpha+T)`` is huge and ``a < 1``,
+    where the closed form is fine; hence :func:`expected_purchases` uses this only as its fallback.
+    Arrays must have one shape (no broadcasting); customers are grouped by ``x`` (one rule per Beta weight).
+    """
+    ts = np.asarray(t, dtype=np.float64).ravel()
+    xa = np.asarray(x, dtype=np.float64).ravel()
+    ta = np.asarray(t_x, dtype=np.float64).ravel()
+    Ta = np.asarray(T, dtype=np.float64).ravel()
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    out = np.empty(xa.shape, dtype=np.float64)
+    for value in np.unique(xa):
+        rows = np.flatnonzero(xa == value)
+        p, w = beta_quadrature(nodes, a, b + value)
+        k = ts[rows, None] / (alpha + Ta[rows, None])
+        given_alive = (-np.expm1(-(r + value) * np.log1p(p * k)) / p) @ w
+        out[rows] = given_alive
+    alive = probability_alive(params, xa, ta, Ta)
+    result: NDArray[np.float64] = out * alive
+    return result.reshape(np.asarray(x).shape) if np.ndim(x) else result
+
+
+def beta_quadrature(nodes: int, a: float, b: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Gauss-Jacobi nodes on [0, 1] and normalised weights for the Beta(``a``, ``b``) distribution.
+
+    Golub-Welsch on the monic Jacobi recurrence for the weight ``(1-u)^(b-1) (1+u)^(a-1)`` on [-1, 1], with
+    weights from the eigenvectors (they sum to 1 by construction). Unlike ``scipy.special.roots_jacobi``
+    this never forms the normalising constant ``2^(al+be+1) B(al+1, be+1)``, which overflows for large
+    parameters.
+    """
+    from scipy.linalg import eigh_tridiagonal
+
+    al, be = b - 1.0, a - 1.0
+    k = np.arange(nodes, dtype=np.float64)
+    s = 2.0 * k + al + be
+    diag = np.empty(nodes)
+    diag[0] = (be - al) / (al + be + 2.0)
+    diag[1:] = (be * be - al * al) / (s[1:] * (s[1:] + 2.0))
+    kk = k[1:]
+    sk = s[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        off_sq = 4.0 * kk * (kk + al) * (kk + be) * (kk + al + be) / (sk * sk * (sk + 1.0) * (sk - 1.0))
+    # k = 1: the factor (k + al + be) / (s - 1) is 1 exactly; avoid 0/0 when al + be = -1.
+    off_sq[0] = 4.0 * (1.0 + al) * (1.0 + be) / ((2.0 + al + be) ** 2 * (3.0 + al + be))
+    u, vectors = eigh_tridiagonal(diag, np.sqrt(off_sq))
+    weights = vectors[0, :] ** 2
+    return (1.0 + u) / 2.0, weights / weights.sum()

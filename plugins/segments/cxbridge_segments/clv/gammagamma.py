@@ -112,10 +112,15 @@ def fit_gamma_gamma(x: ArrayLike, zbar: ArrayLike, *, max_iter: int = 4000) -> G
             value = -float(np.dot(weights, _ll(theta, xu, zu))) / n
         return value if np.isfinite(value) else float("inf")
 
-    first = optimize.minimize(
-        objective, start, method="Nelder-Mead", options={"maxiter": max_iter, "xatol": 1e-9, "fatol": 1e-13}
-    )
-    polish = optimize.minimize(objective, first.x, method="L-BFGS-B", options={"maxiter": max_iter})
+    # L-BFGS-B (bounded log-parameters keep exp() finite) is fast and precise on well-posed data; Nelder-Mead
+    # takes over when it fails, e.g. on ridges where a parameter runs off to infinity.
+    bounds = [(-35.0, 35.0)] * len(start)
+    first = optimize.minimize(objective, start, method="L-BFGS-B", bounds=bounds,
+                              options={"maxiter": max_iter, "ftol": 1e-12, "gtol": 1e-7})
+    polish = first
+    if not first.success or not np.isfinite(first.fun):
+        polish = optimize.minimize(objective, first.x if np.isfinite(first.fun) else start, method="Nelder-Mead",
+                                   options={"maxiter": max_iter, "xatol": 1e-8, "fatol": 1e-12})
     best = polish if polish.fun <= first.fun else first
     p, q, g = (float(v) for v in np.exp(best.x))
     converged = bool(first.success or polish.success) and np.isfinite(best.fun)

@@ -87,6 +87,19 @@ _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
 _ORDERING = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 
 
+def _model_fields() -> frozenset[str]:
+    from cxbridge import models
+
+    parts = (models.Customer, models.Demographics, models.Consent, models.Address, models.SocialProfile,
+             models.SourceLink, models.Provenance, models.Trait)
+    return frozenset(name for model in parts for name in model.model_fields)
+
+
+#: Attribute names a rule may read below ``customer``: declared fields of the customer model and its parts
+#: (so methods such as ``model_dump`` are rejected at load time, not only when evaluated).
+_FIELDS = _model_fields()
+
+
 def _check_size(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > MAX_INT_BITS:
         raise RuleEvaluationError(f"number too large (more than {MAX_INT_BITS} bits)")
@@ -164,6 +177,8 @@ class _Compiler:
             root = root.value
         if not (isinstance(root, ast.Name) and root.id == "customer"):
             raise self.fail(node, "attribute access is only allowed below 'customer'")
+        if attr not in _FIELDS:
+            raise self.fail(node, f"customer data has no field {attr!r}")
         value = self.compile(node.value)
 
         def get(env: Env) -> Any:
