@@ -53,7 +53,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        return str(value)
+        # normalized: SQLite NUMERIC comes back with SQLAlchemy's 10-digit scale ("59.9000000000")
+        return f"{value.normalize():f}"
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, bytes | bytearray | memoryview):

@@ -258,6 +258,10 @@ class CrmDb:
                 "emails": "emails",
                 "phones": "phones",
                 "external_ids.erp_no": "erp_no",
+                **{
+                    f"addresses.0.{k}": f"addresses.0.{k}"
+                    for k in ("kind", "line1", "city", "postal_code", "country")
+                },
             },
         }
         customers.update(party)

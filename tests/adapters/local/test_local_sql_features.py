@@ -66,6 +66,14 @@ def test_related_values_are_mapped_in_one_query_per_page(db: CrmDb) -> None:
     assert by_id[ids[0]].fields["phones"] == [] and by_id[ids[0]].fields["addresses"] == []
     assert ann["erp_no"] == "E00002" and ann["first_name"] == "First2"
     assert len(pages) == 1
+    # the stream's default mapping turns the related values into canonical lists (engine's compiler)
+    from cxbridge.sync.mapping import compile_mapping
+
+    info = {s.name: s for s in adapter.streams()}["customers"]
+    patch = compile_mapping(info.default_mapping, info.entity, default_region="DE")(ann)
+    assert patch["emails"] == ["p2.0@example.com", "ann.work@example.com"]
+    assert patch["phones"] == ["+49301234567"]
+    assert patch["addresses"][0]["city"] == "Berlin" and patch["external_ids.erp_no"] == "E00002"
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     related = [s for s in selects if "contact_mechanism" in s or "address" in s]
     # one page: one party query + one batched query per related field (emails, phones, addresses)
@@ -130,7 +138,7 @@ def test_reconcile_deletes_by_id_listing(db: CrmDb) -> None:
     records, _, _ = drain(adapter, "orders")
     assert len(records) == 3
     assert all(r.associations == {"customers": [pid]} for r in records)
-    assert records[0].fields["total"] == "19.90"
+    assert records[0].fields["total"] == "19.9"
     with db.engine.begin() as conn:
         conn.execute(sa.delete(db.orders).where(db.orders.c.id == int(records[1].source_id)))
     live = list(adapter.list_ids("orders"))
