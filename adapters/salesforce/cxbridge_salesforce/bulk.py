@@ -36,7 +36,7 @@ from cxbridge.errors import RemoteError
 from cxbridge.models import SourceRecord
 
 from .client import SalesforceClient
-from .records import convert_csv_value, to_record
+from .records import csv_converter, to_record
 from .soql import format_datetime, parse_datetime
 
 __all__ = ["BulkReader"]
@@ -44,6 +44,10 @@ __all__ = ["BulkReader"]
 log = logging.getLogger(__name__)
 
 _TERMINAL_FAILED = ("Failed", "Aborted")
+
+
+def _apply(convert: Any, value: str) -> Any:
+    return convert(value)
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[str]:
@@ -168,12 +172,11 @@ class BulkReader:
         header = next(reader, None)
         if header is None:
             return
-        types = [self.field_types.get(name) for name in header]
+        converters = [csv_converter(self.field_types.get(name)) for name in header]
         for values in reader:
             if not values:
                 continue
-            row = zip(header, values, types, strict=False)
-            yield {name: convert_csv_value(value, kind) for name, value, kind in row}
+            yield dict(zip(header, map(_apply, converters, values), strict=False))
 
     def pages(self, state: dict[str, Any], *, now: datetime) -> Iterator[Page]:
         """Run (or resume, if ``state['bulk']`` is set) the job and yield its pages.

@@ -207,7 +207,7 @@ class FakeStore:
         if isinstance(value, bool):
             return "true" if value else "false"
         if isinstance(value, datetime):
-            return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+            return value.astimezone(UTC).isoformat()[:19] + ".000Z"
         if isinstance(value, date):
             return value.isoformat()
         return str(value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from cxbridge.errors import RecordError
@@ -12,7 +12,7 @@ from cxbridge.models import SourceRecord
 from .soql import parse_datetime
 from .streams import derive_fields
 
-__all__ = ["KEY_PREFIXES", "convert_csv_value", "to_record"]
+__all__ = ["KEY_PREFIXES", "convert_csv_value", "csv_converter", "to_record"]
 
 log = logging.getLogger(__name__)
 
@@ -72,26 +72,44 @@ def to_record(source: str, object_type: str, row: dict[str, Any]) -> SourceRecor
     )
 
 
-_NUMERIC = {"double", "currency", "percent"}
+def _text(value: str) -> Any:
+    return value or None
+
+
+def _boolean(value: str) -> Any:
+    return (value.lower() == "true") if value else None
+
+
+def _number(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        if not value:
+            return None
+        try:
+            return kind(value)
+        except ValueError:
+            return value
+
+    return convert
+
+
+def _datetime(value: str) -> Any:
+    # Bulk CSV: 2024-05-01T10:00:00.000Z; REST JSON: 2024-05-01T10:00:00.000+0000
+    if not value:
+        return None
+    return value[:-1] + "+0000" if value.endswith("Z") else value
+
+
+_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "boolean": _boolean, "int": _number(int), "double": _number(float), "currency": _number(float),
+    "percent": _number(float), "datetime": _datetime,
+}
+
+
+def csv_converter(field_type: str | None) -> Callable[[str], Any]:
+    """The converter of one CSV column (chosen once per column, not per value)."""
+    return _CONVERTERS.get(field_type or "", _text)
 
 
 def convert_csv_value(value: str, field_type: str | None) -> Any:
     """Bulk CSV values are text; give them the JSON types the REST API uses, so both paths hash alike."""
-    if value == "":
-        return None
-    if field_type == "boolean":
-        return value.lower() == "true"
-    if field_type == "int":
-        try:
-            return int(value)
-        except ValueError:
-            return value
-    if field_type in _NUMERIC:
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    if field_type == "datetime" and value.endswith("Z"):
-        # Bulk CSV: 2024-05-01T10:00:00.000Z; REST JSON: 2024-05-01T10:00:00.000+0000
-        return value[:-1] + "+0000"
-    return value
+    return csv_converter(field_type)(value)
