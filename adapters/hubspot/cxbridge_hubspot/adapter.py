@@ -117,12 +117,18 @@ class HubSpotAdapter(Adapter):
         spec = self._spec(stream)
         props = self.properties_for(stream)
         state = dict(cursor.state)
+        skip: set[tuple[str, int]] = set()
         if full or cursor.modstamp is None:  # first run, a crashed load, or a cursor the engine distrusts
             resume = state if state.get("phase") == "list" else {}
-            yield from self._read_list(spec, props, cursor, resume)
-            return
+            last_list: Cursor | None = None
+            for page in self._read_list(spec, props, cursor, resume, skip):
+                last_list = page.cursor
+                yield page
+            if last_list is None or last_list.state.get("phase") != "search":
+                return
+            cursor = last_list  # the load is done: go on with what changed while it ran
         last = cursor
-        for page in self._read_search(spec, props, cursor):
+        for page in self._read_search(spec, props, cursor, skip):
             last = page.cursor
             yield page
         yield from self._sweep_archived(spec, last)
@@ -130,12 +136,17 @@ class HubSpotAdapter(Adapter):
     def _calls(self) -> int:
         return self.client.api_calls
 
-    def _read_list(self, spec: StreamSpec, props: list[str], cursor: Cursor, state: dict[str, Any]) -> Iterator[Page]:
+    def _read_list(self, spec: StreamSpec, props: list[str], cursor: Cursor, state: dict[str, Any],
+                   changed_during_load: set[tuple[str, int]]) -> Iterator[Page]:
+        """The initial load; records stamped after it began are noted so the search that follows skips them."""
         started = int(state.get("started_ms") or to_ms(self.context.now()))
-        pager = ListPager(self.client, spec.name, props, associations=spec.associations, after=state.get("after"))
+        pager = ListPager(self.client, spec.name, props, associations=spec.associations, after=state.get("after"),
+                          limit=self.config.list_page_size)
         mark = self._calls()
         for results, nxt in pager:
             records = [r for obj in results for r in to_record(self.context.source, spec, obj)]
+            changed_during_load.update((r.source_id, to_ms(r.modstamp)) for r in records
+                                       if r.modstamp is not None and to_ms(r.modstamp) >= started)
             if nxt is not None:
                 nxt_cursor = Cursor(modstamp=cursor.modstamp, last_id=cursor.last_id,
                                     state={"phase": "list", "after": nxt, "started_ms": started})
@@ -145,16 +156,20 @@ class HubSpotAdapter(Adapter):
             calls, mark = self._calls() - mark, self._calls()
             yield Page(records, nxt_cursor, api_calls=calls)
 
-    def _read_search(self, spec: StreamSpec, props: list[str], cursor: Cursor) -> Iterator[Page]:
+    def _read_search(self, spec: StreamSpec, props: list[str], cursor: Cursor,
+                     skip: set[tuple[str, int]]) -> Iterator[Page]:
         state = dict(cursor.state)
         assert cursor.modstamp is not None
         start = to_ms(cursor.modstamp)
         tie = state.get("mode") == "tie" and state.get("tie_ms") == start and cursor.last_id is not None
         pager = SearchPager(self.client, spec.name, spec.modstamp, props, start,
                             tie_after_id=cursor.last_id if tie else None,
-                            tie_seen=list(state.get("tie_seen") or []) if tie else ())
+                            tie_seen=list(state.get("tie_seen") or []) if tie else (),
+                            limit=self.config.search_page_size)
         mark = self._calls()
         for sp in pager:
+            if skip:
+                sp.results = [r for r in sp.results if (str(r["id"]), pager.stamp_of(r)) not in skip]
             if not sp.results:
                 continue
             links = self._associations(spec, [str(r["id"]) for r in sp.results]) if spec.associations else {}
@@ -178,7 +193,7 @@ class HubSpotAdapter(Adapter):
         sweep_started = int(state.get("sweep_started_ms") or now_ms)
         since = int(swept) - _SWEEP_MARGIN_MS if swept is not None else 0
         pager = ListPager(self.client, spec.name, ["hs_object_id", spec.modstamp], archived=True,
-                          after=state.get("archived_after"))
+                          after=state.get("archived_after"), limit=self.config.list_page_size)
         mark = self._calls()
         for results, nxt in pager:
             tombstones = []
@@ -193,6 +208,8 @@ class HubSpotAdapter(Adapter):
                 new_state.pop("archived_after", None)
                 new_state.pop("sweep_started_ms", None)
                 new_state["swept_ms"] = sweep_started
+            if not tombstones and nxt is None and self.config.archived_sweep_seconds == 0:
+                return  # sweeping on every run: an empty last page need not move the cursor
             calls, mark = self._calls() - mark, self._calls()
             yield Page(tombstones, Cursor(modstamp=cursor.modstamp, last_id=cursor.last_id, state=new_state),
                        api_calls=calls)

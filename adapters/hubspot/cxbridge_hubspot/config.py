@@ -106,6 +106,8 @@ class HubSpotConfig(_Base):
         None, description="The exact public URL HubSpot posts webhooks to, when a proxy changes what the server "
         "sees (the v3 signature covers the URL)."
     )
+    list_page_size: int = Field(100, ge=1, le=100, description="Records per list call (HubSpot maximum 100).")
+    search_page_size: int = Field(200, ge=1, le=200, description="Records per search call (HubSpot maximum 200).")
     timeout_seconds: float = Field(30.0, gt=0)
     max_attempts: int = Field(8, ge=1, description="Attempts per request on 429 / 5xx / connection errors.")
 

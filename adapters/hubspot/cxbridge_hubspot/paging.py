@@ -47,8 +47,9 @@ class ListPager:
         associations: Sequence[str] = (),
         archived: bool = False,
         after: str | None = None,
+        limit: int = LIST_LIMIT,
     ) -> None:
-        self.client, self.object_type = client, object_type
+        self.client, self.object_type, self.limit = client, object_type, limit
         self.properties, self.associations, self.archived = list(properties), list(associations), archived
         self.after = after
         self._seen_tokens: set[str] = set()
@@ -56,7 +57,7 @@ class ListPager:
     def __iter__(self) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
         """Yield ``(results, next_after)``; ``next_after`` is None on the last page."""
         while True:
-            params: dict[str, Any] = {"limit": LIST_LIMIT, "archived": str(self.archived).lower()}
+            params: dict[str, Any] = {"limit": self.limit, "archived": str(self.archived).lower()}
             if self.properties:
                 params["properties"] = ",".join(self.properties)
             if self.associations:
@@ -119,6 +120,10 @@ class SearchPager:
         if resp.status_code != 200:
             raise self.client.error(resp, f"search {self.object_type}", self.client.source)
         return list(resp.json().get("results") or [])
+
+    def stamp_of(self, obj: dict[str, Any]) -> int:
+        """The modstamp of a search result in epoch milliseconds."""
+        return self._stamp(obj)
 
     def _stamp(self, obj: dict[str, Any]) -> int:
         from .streams import parse_time, to_ms

@@ -12,11 +12,13 @@ from cxbridge.adapters import Cursor
 
 def test_initial_load_pages_of_100_and_hands_over_to_search(fake, make_adapter):
     ids = [fake.add("contacts", {"email": f"p{i}@example.com", "firstname": f"P{i}"}) for i in range(250)]
+    fake.clock.sleep(1)
     adapter = make_adapter()
     records, cursor, pages = drain(adapter, "contacts")
     assert sorted(r.source_id for r in records) == sorted(ids)
     assert len({r.source_id for r in records}) == 250
     assert fake.count("GET", r"^/crm/v3/objects/contacts$") == math.ceil(250 / 100)
+    assert fake.count("POST", "/search$") == 1  # what changed while loading: nothing
     assert [len(p.records) for p in pages] == [100, 100, 50]
     assert cursor.state["phase"] == "search" and cursor.modstamp is not None
     first = next(r for r in records if r.source_id == ids[0])
@@ -25,12 +27,30 @@ def test_initial_load_pages_of_100_and_hands_over_to_search(fake, make_adapter):
 
 def test_initial_load_resumes_after_crash(fake, make_adapter):
     ids = [fake.add("contacts", {"email": f"c{i}@example.com"}) for i in range(230)]
+    fake.clock.sleep(1)
     first, cursor, _ = drain(make_adapter(), "contacts", stop_after=1)
     assert cursor.state["phase"] == "list" and cursor.state["after"]
     rest, final, _ = drain(make_adapter(), "contacts", cursor)
     got = [r.source_id for r in first + rest]
     assert sorted(got) == sorted(ids) and len(got) == len(set(got))
     assert final.state["phase"] == "search"
+
+
+def test_changes_during_the_load_are_read_once(fake, make_adapter):
+    ids = [fake.add("contacts", {"email": f"d{i}@example.com"}) for i in range(250)]
+    fake.clock.sleep(1)
+    adapter = make_adapter()
+    records = []
+    for n, page in enumerate(adapter.read("contacts", Cursor())):
+        records.extend(page.records)
+        if n == 0:  # edits while the load runs: one already read, one not yet read
+            fake.clock.sleep(1)
+            fake.update("contacts", ids[0], {"firstname": "early"})
+            fake.update("contacts", ids[-1], {"firstname": "late"})
+    latest = {r.source_id: r.fields.get("firstname") for r in records}
+    assert latest[ids[0]] == "early" and latest[ids[-1]] == "late" and set(latest) == set(ids)
+    versions = [(r.source_id, r.hash()) for r in records]
+    assert len(versions) == len(set(versions)), "no record version twice in one run"
 
 
 def test_incremental_reads_only_changes(fake, make_adapter):
