@@ -241,6 +241,10 @@ def _absolutize(model: BaseModel, base: Path) -> BaseModel:
             resolved = resolve_sqlite_url(value, base)
             if resolved != value:
                 updates[name] = resolved
+        elif isinstance(value, SecretStr) and value.get_secret_value().startswith("sqlite"):
+            resolved = resolve_sqlite_url(value.get_secret_value(), base)
+            if resolved != value.get_secret_value():
+                updates[name] = SecretStr(resolved)
     return model.model_copy(update=updates) if updates else model
 
 

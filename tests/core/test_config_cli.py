@@ -78,6 +78,12 @@ def test_init_writes_a_starter_config_that_loads(
     uncommented = "\n".join(line[2:] if example_line.match(line) else line for line in text.splitlines())
     example = tomllib.loads(uncommented)
     assert example["sources"]["shop"]["adapter"] == "local-sql"
+    assert set(example["sources"]["shop"]) == {"adapter", "enabled", "interval_seconds", "connection", "streams"}
+    assert example["sources"]["shop"]["connection"] == {
+        "url": "sqlite:///shop.db",
+        "objects": {"customers": {"table": "customers", "change_column": "updated_at"}},
+    }
+    assert example["sources"]["shop"]["streams"]["customers"]["mapping"]["emails"] == ["email", "email2"]
     assert example["sources"]["hubspot"]["connection"]["token"] == {"env": "HUBSPOT_TOKEN"}
     assert example["writeback"][0]["trait"] == "segments.tier"
 

@@ -28,6 +28,7 @@ class CrmConnection(BaseModel):
     timeout: int = 30
     drop_folder: Path = Path("drops")
     db_url: str = "sqlite:///mirror.db"
+    vault_url: SecretStr | None = None
 
 
 class CrmAdapter(Adapter):
@@ -102,6 +103,7 @@ daily_quota_share = 0.5
 [sources.crm.connection]
 token = { env = "CRM_TOKEN" }
 mode = "sandbox"
+vault_url = "sqlite:///vault.db"
 [sources.crm.streams.contacts]
 mapping = { first_name = "fname", emails = ["email", "email2"], "external_ids.erp_no" = "erp" }
 
@@ -142,6 +144,7 @@ def test_good_config_loads_with_models_defaults_and_resolved_paths(
     # relative Path settings and SQLite URLs in the adapter's model are made absolute against the workspace
     assert crm.connection.drop_folder == (tmp_path / "drops").resolve()
     assert crm.connection.db_url == f"sqlite:///{(tmp_path / 'mirror.db').resolve()}"
+    assert crm.connection.vault_url.get_secret_value() == f"sqlite:///{(tmp_path / 'vault.db').resolve()}"
     assert crm.interval_seconds == 120 and crm.daily_quota_share == 0.5 and crm.enabled
     assert crm.streams["contacts"].mapping["emails"] == ["email", "email2"]
     assert config.lookback_seconds("crm") == 60
@@ -152,7 +155,7 @@ def test_good_config_loads_with_models_defaults_and_resolved_paths(
     assert (rule.consent, rule.overwrite_human_edits) == ("processing", False)
     assert [rule.apply("gold"), rule.apply("silver"), rule.apply(None)] == ["GOLD", "OTHER", None]
     assert config.required_fields("crm") == {"contacts": ["cx_tier"]}
-    assert config.source_secrets("crm") == [SECRET]
+    assert set(config.source_secrets("crm")) == {SECRET, crm.connection.vault_url.get_secret_value()}
     assert SECRET in registry
 
     # the config_loaded hook saw the validated config and settings
