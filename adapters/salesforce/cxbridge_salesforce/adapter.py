@@ -144,9 +144,9 @@ class SalesforceAdapter(Adapter):
         start = datetime.fromisoformat(start_text) if start_text else cursor.modstamp
         assert start is not None
         reconciler = DeletedReconciler(rest, window_days=self.config.deleted_window_days)
-        page = reconciler.page(start=start, end=now, cursor=position, state=state)
-        if page is not None:
-            yield page
+        tombstones = reconciler.page(start=start, end=now, cursor=position, state=state)
+        if tombstones is not None:
+            yield tombstones
 
     def _bulk_worth_it(self, rest: RestReader) -> bool:
         if self.config.bulk_threshold <= 0:

@@ -115,8 +115,8 @@ class BulkReader:
         )
         body = {"operation": "queryAll", "query": soql, "contentType": "CSV", "columnDelimiter": "COMMA",
                 "lineEnding": "LF"}
-        job = self.client.call(
-            lambda sf: sf.restful("jobs/query", method="POST", data=json.dumps(body)),
+        job: dict[str, Any] = self.client.call(
+            lambda sf: sf.restful("jobs/query", method="POST", data=json.dumps(body)) or {},
             what=f"bulk create {self.object_type}",
         )
         log.info("bulk query job created", extra={"source": self.source, "job_id": job["id"]})
@@ -127,7 +127,9 @@ class BulkReader:
         delay = self.poll_seconds
         waited = 0.0
         while True:
-            info = self.client.call(lambda sf: sf.restful(f"jobs/query/{job_id}"), what="bulk job status")
+            info: dict[str, Any] = self.client.call(
+                lambda sf: sf.restful(f"jobs/query/{job_id}") or {}, what="bulk job status"
+            )
             state = info.get("state")
             if state == "JobComplete":
                 return

@@ -54,6 +54,15 @@ def _describe_field(name: str, kind: str | None = None, *, custom: bool = False,
             "externalId": external_id, "unique": external_id, "nillable": name != "Id"}
 
 
+def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    # nulls first in ascending order, as SOQL does by default
+    def key(row: dict[str, Any]) -> tuple[bool, Any]:
+        value = row.get(name)
+        return (value is not None, value if value is not None else 0)
+
+    return key
+
+
 class FakeStore:
     """In-memory sObjects with a controllable clock."""
 
@@ -165,8 +174,7 @@ class FakeStore:
         rows = [r for r in self.data[query.object_type].values()
                 if (include_deleted or not r.get("IsDeleted")) and query.where(r)]
         for name, descending in reversed(query.order):
-            rows.sort(key=lambda r, n=name: (r.get(n) is not None, r.get(n) if r.get(n) is not None else 0),
-                      reverse=descending)
+            rows.sort(key=_sort_key(name), reverse=descending)
         return rows[: query.limit] if query.limit is not None else rows
 
     def bulk_rows(self, query: Query, *, include_deleted: bool) -> tuple[int, Callable[[int, int], Iterator]]:

@@ -68,18 +68,26 @@ class RestReader:
                 return
             next_url = result["nextRecordsUrl"]
             try:
-                result = self.client.call(
-                    lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True),
-                    what=f"queryAll more {self.object_type}",
-                )
+                result = self._more(next_url)
             except RemoteError as exc:
                 if "INVALID_QUERY_LOCATOR" not in str(exc) and "INVALID_QUERY_LOCATOR" not in (exc.body or ""):
                     raise
                 log.warning("query locator expired; re-querying from the last page", extra={"source": self.source})
                 soql = keyset_query(self.object_type, self.fields, after=position[0], after_id=position[1])
-                result = self.client.call(
-                    lambda sf, q=soql: sf.query(q, include_deleted=True), what=f"queryAll {self.object_type}"
-                )
+                result = self._query_all(soql)
+
+    def _more(self, url: str) -> dict[str, Any]:
+        return dict(self.client.call(lambda sf: sf.query_more(url, identifier_is_url=True),
+                                     what=f"query more {self.object_type}"))
+
+    def _query_all(self, soql: str) -> dict[str, Any]:
+        return dict(self.client.call(lambda sf: sf.query(soql, include_deleted=True),
+                                     what=f"queryAll {self.object_type}"))
+
+    def rows(self, soql: str) -> list[dict[str, Any]]:
+        """Every row of a (small) queryAll, following nextRecordsUrl."""
+        return list(self.client.call(lambda sf: list(sf.query_all_iter(soql, include_deleted=True)),
+                                     what=f"queryAll ids {self.object_type}"))
 
     def count(self) -> int:
         """``SELECT COUNT() FROM <object>`` through queryAll (one call; ``totalSize`` holds the count)."""
@@ -95,10 +103,7 @@ class RestReader:
             part = list(dict.fromkeys(ids[start : start + chunk]))
             id_list = ", ".join(quote(i) for i in part)
             soql = f"SELECT {', '.join(self.fields)} FROM {self.object_type} WHERE Id IN ({id_list})"
-            rows = list(self.client.call(
-                lambda sf, q=soql: list(sf.query_all_iter(q, include_deleted=True)),
-                what=f"queryAll ids {self.object_type}",
-            ))
+            rows = self.rows(soql)
             found = {row["Id"]: to_record(self.source, self.object_type, row) for row in rows}
             out = []
             for record_id in part:
@@ -106,7 +111,8 @@ class RestReader:
                 if record is None:
                     record = SourceRecord(
                         source=self.source, object_type=self.object_type, source_id=record_id,
-                        fields={"Id": record_id, "IsDeleted": True}, deleted=True,
+                        fields={"Id": record_id, "IsDeleted": True}, deleted=True, modstamp=None,
+                        merged_into=None,
                     )
                 out.append(record)
             yield out
@@ -121,10 +127,7 @@ class RestReader:
             if result.get("done", True):
                 return
             next_url = result["nextRecordsUrl"]
-            result = self.client.call(
-                lambda sf, url=next_url: sf.query_more(url, identifier_is_url=True),
-                what=f"list ids {self.object_type}",
-            )
+            result = self._more(next_url)
 
 
 class DeletedReconciler:
@@ -178,15 +181,13 @@ class DeletedReconciler:
             for start_ix in range(0, len(ids), 200):
                 part = ids[start_ix : start_ix + 200]
                 soql = f"SELECT Id FROM {object_type} WHERE Id IN ({', '.join(quote(i) for i in part)})"
-                rows = client.call(
-                    lambda sf, q=soql: list(sf.query_all_iter(q, include_deleted=True)),
-                    what=f"queryAll ids {object_type}",
-                )
+                rows = self.reader.rows(soql)
                 visible.update(row["Id"] for row in rows)
             records = [
                 SourceRecord(
                     source=self.reader.source, object_type=object_type, source_id=record_id,
                     modstamp=stamp, fields={"Id": record_id, "IsDeleted": True}, deleted=True,
+                    merged_into=None,
                 )
                 for record_id, stamp in deleted.items()
                 if record_id not in visible

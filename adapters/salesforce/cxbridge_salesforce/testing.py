@@ -228,14 +228,14 @@ class FakeSalesforce(FakeStore):
             if fault == "connection":
                 raise requests.ConnectionError("connection reset by peer (injected)")
             return _err(int(fault), "SERVER_UNAVAILABLE", "Service unavailable (injected)")
-        auth = request.headers.get("Authorization", "")
+        auth = str(request.headers.get("Authorization", ""))
         if not self.tokens.get(auth.removeprefix("Bearer ").strip(), False):
             return _err(401, "INVALID_SESSION_ID", "Session expired or invalid")
         if self.api_used >= self.daily_limit:
             status, headers, body = _err(403, "REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded.")
             return status, {**headers, "Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}, body
         self.api_used += 1
-        body_text = request.body.decode() if isinstance(request.body, bytes) else (request.body or "")
+        body_text = request.body.decode() if isinstance(request.body, bytes) else str(request.body or "")
         payload = json.loads(body_text) if body_text else None
         status, headers, body = self._route(method, path, params, payload)
         return status, {**headers, "Sforce-Limit-Info": f"api-usage={self.api_used}/{self.daily_limit}"}, body

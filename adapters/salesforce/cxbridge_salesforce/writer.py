@@ -123,7 +123,7 @@ class SalesforceWriter:
             return [WriteResult(op.key, False, op.source_id, str(exc), retryable) for op in ops]
         results = []
         for i, op in enumerate(ops):
-            answer = answers[i] if i < len(answers) else {"success": False, "errors": [
+            answer: dict[str, Any] = answers[i] if i < len(answers) else {"success": False, "errors": [
                 {"statusCode": "UNKNOWN", "message": "no result returned for this record"}]}
             if answer.get("success"):
                 results.append(WriteResult(op.key, True, answer.get("id") or op.source_id))
@@ -174,6 +174,15 @@ class SalesforceWriter:
             record[id_field] = op.id_value
         return record
 
+    def _delete(self, ids: str) -> list[dict[str, Any]]:
+        answers = self.client.call(
+            lambda sf: sf.restful(
+                "composite/sobjects", method="DELETE", params={"ids": ids, "allOrNone": "false"}
+            ),
+            what="delete composite/sobjects",
+        )
+        return list(answers or [])
+
     def erase(self, refs: Sequence[RecordRef]) -> list[WriteResult]:
         """Delete records (<=200 ids per call). Already-deleted records count as erased."""
         results: list[WriteResult] = []
@@ -182,11 +191,7 @@ class SalesforceWriter:
             ids = ",".join(ref.source_id for ref in batch)
             keys = [f"{ref.object_type}:{ref.source_id}" for ref in batch]
             try:
-                answers = self.client.call(
-                    lambda sf, i=ids: sf.restful("composite/sobjects", method="DELETE",
-                                                 params={"ids": i, "allOrNone": "false"}),
-                    what="delete composite/sobjects",
-                ) or []
+                answers = self._delete(ids)
             except QuotaExhausted:
                 raise
             except AdapterError as exc:
