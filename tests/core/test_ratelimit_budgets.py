@@ -185,3 +185,44 @@ def test_sql_budget_factory_on_engine(engine: Engine) -> None:
     assert isinstance(budget, SqlRateBudget) and make("a", 2, 1.0) is budget
     budget.acquire(2)
     assert used(engine, "a").used == 2
+
+
+_WORKER = """
+import sys
+from sqlalchemy import create_engine
+from cxbridge.ratelimit import SqlRateBudget
+url, schema = sys.argv[1], sys.argv[2]
+engine = create_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+budget = SqlRateBudget(engine, "procs", 25, 60.0, clock=lambda: 6000.0)
+print(sum(1 for _ in range(20) if budget.try_acquire() == 0.0))
+"""
+
+
+@pytest.mark.postgres
+def test_sql_budget_shared_by_processes() -> None:
+    """Workers on several hosts share a PostgreSQL budget: separate processes never exceed it together."""
+    import subprocess
+    import sys
+
+    gen = _postgres()
+    engine = next(gen)
+    url = engine.url.render_as_string(hide_password=False)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, url, _search_path(engine)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    try:
+        granted = [int(p.communicate(timeout=60)[0].strip()) for p in procs]
+        assert all(p.returncode == 0 for p in procs)
+        assert sum(granted) == 25  # 40 attempts from 2 processes, exactly the limit granted
+        assert used(engine, "procs").used == 25
+    finally:
+        for _ in gen:  # drop the schema
+            pass
+
+
+def _search_path(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(conn.execute(text("SHOW search_path")).scalar_one())
