@@ -63,9 +63,24 @@ class HubSpotClient:
             return self.context.http(**kwargs)
 
     def _post_form(self, path: str, data: dict[str, str]) -> httpx.Response:
-        self.limits.before("auth")
-        self.api_calls += 1
-        return self._raw.post(path, data=data)
+        """Token requests: transient failures (connection, 429, 5xx) are retried like API calls."""
+        response: httpx.Response | None = None
+        for attempt in range(1, self.config.max_attempts + 1):
+            self.limits.before("auth")
+            self.api_calls += 1
+            try:
+                response = self._raw.post(path, data=data)
+            except httpx.TransportError as exc:
+                if attempt == self.config.max_attempts:
+                    raise AuthError(f"OAuth token endpoint unreachable: {type(exc).__name__}",
+                                    source=self.source, url=path) from exc
+                self._backoff(attempt, type(exc).__name__, path)
+                continue
+            if response.status_code != 429 and response.status_code not in RETRYABLE_STATUS:
+                return response
+            self._backoff(attempt, f"HTTP {response.status_code}", path)
+        assert response is not None
+        return response
 
     def close(self) -> None:
         self.http.close()
