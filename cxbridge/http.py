@@ -16,13 +16,13 @@ import logging
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .retry import RetryPolicy, RetryTransport
+from .retry import Classification, RetryPolicy, RetryTransport
 from .secrets import redact
 
 if TYPE_CHECKING:
@@ -151,6 +151,9 @@ def build_client(
     params: Mapping[str, Any] | None = None,
     follow_redirects: bool = False,
     event_hooks: Mapping[str, list[Callable[..., Any]]] | None = None,
+    retry_statuses: Iterable[int] = (),
+    classify: Callable[[httpx.Response], Classification] | None = None,
+    wait_for: Callable[[httpx.Response], float | None] | None = None,
     name: str = "",
 ) -> CxClient:
     """Build the HTTP client an adapter uses.
@@ -170,7 +173,16 @@ def build_client(
     :param follow_redirects: follow 3xx answers.
     :param event_hooks: httpx event hooks (``{"request": [...], "response": [...]}``), called once per
         request (not per retry attempt).
+    :param retry_statuses: statuses to retry besides the policy's (HubSpot: 423).
+    :param classify: the adapter's response classifier (see :class:`~cxbridge.retry.RetryPolicy`).
+    :param wait_for: the adapter's wait for a retryable answer (see :class:`~cxbridge.retry.RetryPolicy`).
     :param name: label for log lines (the source name).
+
+    ``retry_statuses``, ``classify`` and ``wait_for`` refine ``retry`` rather than replace it, so an adapter
+    keeps the framework's policy (and the test kit's no-sleep ``sleep``) given through its
+    :class:`~cxbridge.adapters.AdapterContext`::
+
+        client = context.http(base_url="https://api.hubapi.com", retry_statuses=[423], wait_for=hubspot_wait)
     """
     from . import __version__
 
@@ -224,7 +236,15 @@ def build_client(
     if isinstance(verify, str):  # a CA bundle path (httpx 0.28 wants an SSLContext)
         verify = ssl.create_default_context(cafile=verify)
     wrapped = transport if transport is not None else httpx.HTTPTransport(verify=verify)
-    retry_transport = RetryTransport(wrapped, retry or RetryPolicy(), budget=budget, on_attempt=on_attempt)
+    policy = retry or RetryPolicy()
+    extra = tuple(retry_statuses)
+    if extra:
+        policy = policy.with_statuses(*extra)
+    if classify is not None:
+        policy = policy.replace(classify=classify)
+    if wait_for is not None:
+        policy = policy.replace(wait_for=wait_for)
+    retry_transport = RetryTransport(wrapped, policy, budget=budget, on_attempt=on_attempt)
     default_headers = {"User-Agent": f"cxbridge/{__version__}"}
     default_headers.update(headers or {})
     client = CxClient(

@@ -376,3 +376,14 @@ def test_error_for_response_classifies_and_redacts() -> None:
     assert raise_for_response(ok) is ok
     with pytest.raises(AuthError):
         raise_for_response(httpx.Response(403, request=request))
+
+
+def test_adapter_refinements_keep_the_given_policy() -> None:
+    router = respx.Router()
+    router.get("/x").mock(side_effect=[httpx.Response(423), httpx.Response(477), httpx.Response(200, json={})])
+    p = policy(base=1)
+    with mock_client(
+        router, retry=p, retry_statuses=[423, 477], wait_for=lambda r: 3.0 if r.status_code == 477 else None
+    ) as c:
+        assert c.get("/x").status_code == 200
+    assert sleeps(p) == [1.0, 3.0]  # the framework's (recording) sleep was kept
