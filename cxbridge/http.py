@@ -22,14 +22,23 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .retry import Classification, RetryPolicy, RetryTransport
+from .retry import Classification, RecordingSleep, RetryPolicy, RetryTransport
 from .secrets import redact
 
 if TYPE_CHECKING:
     from .adapters import RateBudget
     from .errors import AdapterError
 
-__all__ = ["ApiStats", "CxClient", "build_client", "error_for_response", "raise_for_response", "redact_url"]
+__all__ = [
+    "ApiStats",
+    "CxClient",
+    "RecordingSleep",
+    "RetryPolicy",
+    "build_client",
+    "error_for_response",
+    "raise_for_response",
+    "redact_url",
+]
 
 log = logging.getLogger("cxbridge.http")
 
