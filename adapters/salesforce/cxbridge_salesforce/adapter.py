@@ -122,6 +122,7 @@ class SalesforceAdapter(Adapter):
     def read(self, stream: str, cursor: Cursor, *, full: bool = False) -> Iterator[Page]:
         """Incremental queryAll pages; Bulk API 2.0 for big initial loads; then deleted/ reconciliation."""
         object_type = self._object(stream)
+        mark = self.client.usage.calls
         fields, types = self._fields(object_type)
         state = {k: v for k, v in dict(cursor.state).items() if k != "full_reconciliation_needed"}
         if full:
@@ -129,10 +130,10 @@ class SalesforceAdapter(Adapter):
         now = self.context.now()
         rest = RestReader(self.client, self.context.source, object_type, fields)
         if "bulk" in state or (cursor.modstamp is None and self._bulk_worth_it(rest)):
-            yield from self._bulk(object_type, fields, types, state, now)
+            yield from self._bulk(object_type, fields, types, state, now, mark)
             return
         position = cursor
-        for page in rest.pages(cursor, state=state):
+        for page in rest.pages(cursor, state=state, calls_mark=mark):
             position = page.cursor
             yield page
         start_text = state.get("deleted_until")
@@ -157,7 +158,7 @@ class SalesforceAdapter(Adapter):
         return count > self.config.bulk_threshold
 
     def _bulk(self, object_type: str, fields: list[str], types: dict[str, str], state: dict[str, Any],
-              now: datetime) -> Iterator[Page]:
+              now: datetime, mark: int) -> Iterator[Page]:
         bulk_fields = [f for f in fields if types.get(f) not in _COMPOUND]
         reader = BulkReader(
             self.client, self.context.source, object_type, bulk_fields, types,
@@ -165,7 +166,7 @@ class SalesforceAdapter(Adapter):
             poll_seconds=self.config.bulk_poll_seconds, poll_max_seconds=self.config.bulk_poll_max_seconds,
             timeout_seconds=self.config.bulk_timeout_seconds, sleep=self.context.sleep,
         )
-        yield from reader.pages(state, now=now)
+        yield from reader.pages(state, now=now, calls_mark=mark)
 
     def read_ids(self, stream: str, ids: Sequence[str]) -> Iterator[Page]:
         object_type = self._object(stream)

@@ -180,7 +180,7 @@ class BulkReader:
                 continue
             yield dict(zip(header, map(_apply, converters, values), strict=False))
 
-    def pages(self, state: dict[str, Any], *, now: datetime) -> Iterator[Page]:
+    def pages(self, state: dict[str, Any], *, now: datetime, calls_mark: int | None = None) -> Iterator[Page]:
         """Run (or resume, if ``state['bulk']`` is set) the job and yield its pages.
 
         :param state: the stream's cursor state; ``state['bulk']`` holds the resumable job position.
@@ -188,7 +188,8 @@ class BulkReader:
         """
         base = {k: v for k, v in state.items() if k != "bulk"}
         job = dict(state.get("bulk") or {})
-        calls_mark = self.client.usage.calls
+        if calls_mark is None:
+            calls_mark = self.client.usage.calls
 
         def spent() -> int:
             nonlocal calls_mark

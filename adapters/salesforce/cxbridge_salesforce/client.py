@@ -51,7 +51,12 @@ class ApiUsage:
         self.calls = 0
 
     def observe(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
-        """``requests`` response hook: count the call and parse ``Sforce-Limit-Info``."""
+        """``requests`` response hook: count the call and parse ``Sforce-Limit-Info``.
+
+        Logins (OAuth token endpoint, SOAP ``login()``) do not count against the API allowance.
+        """
+        if "/services/oauth2/" in response.url or "/services/Soap/" in response.url:
+            return
         self.calls += 1
         header = response.headers.get("Sforce-Limit-Info")
         if header:

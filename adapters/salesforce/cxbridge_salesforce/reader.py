@@ -44,14 +44,15 @@ class RestReader:
         self.object_type = object_type
         self.fields = list(fields)
 
-    def pages(self, cursor: Cursor, *, state: dict[str, Any]) -> Iterator[Page]:
+    def pages(self, cursor: Cursor, *, state: dict[str, Any], calls_mark: int | None = None) -> Iterator[Page]:
         """Yield pages after ``cursor``; each page's cursor is its last row (inclusive keyset next time).
 
-        If a query locator expires mid-run (``INVALID_QUERY_LOCATOR``), the query is issued again from the last
-        yielded position, so nothing is skipped or repeated.
+        ``calls_mark``: the call counter before the read began (describe, COUNT), so the first page's
+        ``api_calls`` includes them. If a query locator expires mid-run (``INVALID_QUERY_LOCATOR``), the query
+        is issued again from the last yielded position, so nothing is skipped or repeated.
         """
         position = (cursor.modstamp, cursor.last_id)
-        calls_before = self.client.usage.calls
+        calls_before = self.client.usage.calls if calls_mark is None else calls_mark
         soql = keyset_query(self.object_type, self.fields, after=position[0], after_id=position[1])
         result = self.client.call(
             lambda sf: sf.query(soql, include_deleted=True), what=f"queryAll {self.object_type}"

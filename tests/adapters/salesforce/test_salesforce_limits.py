@@ -15,7 +15,7 @@ def test_limit_info_header_is_tracked(fake, make_adapter):
     adapter = make_adapter()
     drain(adapter, "contacts")
     assert (adapter.client.usage.used, adapter.client.usage.limit) == (fake.api_used, 15000)
-    assert adapter.client.usage.calls == fake.api_used - 1234 + 1  # + the login (no Limit-Info there)
+    assert adapter.client.usage.calls == fake.api_used - 1234  # logins do not count
 
 
 def test_stops_cleanly_at_the_configured_share_and_resumes_without_loss(fake, make_adapter):
