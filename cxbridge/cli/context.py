@@ -64,7 +64,7 @@ class CliState:
         if self._config is None:
             from ..config import load_config  # type: ignore[attr-defined,unused-ignore]
 
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, pm=self.plugin_manager())
         return self._config
 
 
