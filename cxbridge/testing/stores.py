@@ -68,7 +68,10 @@ class _Stores:
         self.opened: list[Store] = []
         self.schemas: list[str] = []
 
-    def sqlite(self, name: str = "cxbridge.db") -> Store:
+    def sqlite(self, name: str | None = None) -> Store:
+        if name is None:  # every call a new database file
+            count = sum(1 for s in self.opened if s.dialect == "sqlite")
+            name = "cxbridge.db" if count == 0 else f"cxbridge{count + 1}.db"
         store = open_store(f"sqlite:///{self.tmp_path / name}")
         self.opened.append(store)
         return store

@@ -1,0 +1,355 @@
+"""Erasure (GDPR art. 17): ``cxbridge forget <email|phone|id>``. ARCHITECTURE §6.8.
+
+:func:`forget` resolves the person (an email, a phone number, a golden id or an alias of a merged one),
+asks every linked source whose adapter can ``erase`` to erase its records, then -- in one store transaction
+-- deletes everything cxbridge keeps about the person (golden record, aliases, links, identity keys, traits
+and their history, events, interactions, the mirrored source records, write-back state, pending writes and
+quarantined rows) and writes **hashed** ledger entries. The ledger keeps no readable identifier: each
+entry is ``sha256(workspace salt, key)`` of the person's identity keys (``email:<normalized>``,
+``phone:<E.164>``, ``xid:<name>:<value>``) and source record keys (``src:<source>:<object>:<id>``). The salt
+is random per workspace (stored in ``source_state``), so hashes cannot be matched across installations.
+
+The sync engine consults the ledger so the person is not imported again: :func:`erased_source_keys` for
+records by id and :func:`is_erased` for records by their identity keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import pluggy
+from sqlalchemy import Connection, delete, or_, select, tuple_
+
+from .adapters import Adapter, RecordRef
+from .errors import NotFound
+from .models import normalize_email, normalize_phone
+from .store import Store, schema
+from .store.ops import chunked, upsert, utcnow
+
+__all__ = [
+    "ErasureReport",
+    "erased_source_keys",
+    "forget",
+    "is_erased",
+    "ledger_hashes",
+    "resolve_customer",
+    "source_key",
+    "workspace_salt",
+]
+
+logger = logging.getLogger(__name__)
+
+SALT_SOURCE = "_cxbridge"
+SALT_KEY = "erasure_salt"
+
+
+@dataclass
+class ErasureReport:
+    """The outcome of :func:`forget`.
+
+    :param sources: source -> ``erased`` | ``failed: <reason>`` | ``not supported by the adapter`` |
+        ``source not configured`` (local data is removed in every case).
+    :param deleted: table -> rows deleted from the store.
+    :param ledger_entries: hashed identifiers recorded so the person is not re-imported.
+    """
+
+    customer_id: str
+    sources: dict[str, str] = field(default_factory=dict)
+    deleted: dict[str, int] = field(default_factory=dict)
+    ledger_entries: int = 0
+    merged_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every source that supports erasure confirmed it."""
+        return not any(status.startswith("failed") for status in self.sources.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "merged_ids": self.merged_ids,
+            "sources": dict(self.sources),
+            "deleted": dict(self.deleted),
+            "ledger_entries": self.ledger_entries,
+            "ok": self.ok,
+        }
+
+
+# ------------------------------------------------------------------------------------------------- the ledger
+
+
+def workspace_salt(conn: Connection) -> str:
+    """The workspace's ledger salt, created on first use (concurrent first uses agree on one)."""
+    st = schema.source_state
+    query = select(st.c.value).where(st.c.source == SALT_SOURCE, st.c.key == SALT_KEY)
+    salt = conn.execute(query).scalar_one_or_none()
+    if salt:
+        return str(salt)
+    row = {"source": SALT_SOURCE, "key": SALT_KEY, "value": secrets.token_hex(32), "updated_at": utcnow()}
+    upsert(conn, st, [row], key_cols=["source", "key"], update_cols=[])
+    return str(conn.execute(query).scalar_one())
+
+
+def source_key(source: str, object_type: str, source_id: str) -> str:
+    """The ledger key of a source record."""
+    return f"src:{source}:{object_type}:{source_id}"
+
+
+def _hash(salt: str, key: str) -> str:
+    return hashlib.sha256(f"{salt}\x00{key}".encode()).hexdigest()
+
+
+def ledger_hashes(conn: Connection, keys: Iterable[str]) -> dict[str, str]:
+    """key -> ledger hash (salted sha256) for each key."""
+    salt = workspace_salt(conn)
+    return {key: _hash(salt, key) for key in keys}
+
+
+def _known(conn: Connection, hashes: Iterable[str]) -> set[str]:
+    led = schema.erasure_ledger
+    found: set[str] = set()
+    for part in chunked(sorted(set(hashes)), 500):
+        found.update(conn.execute(select(led.c.hash).where(led.c.hash.in_(part))).scalars())
+    return found
+
+
+def _ledger_empty(conn: Connection) -> bool:
+    led = schema.erasure_ledger
+    return conn.execute(select(led.c.hash).limit(1)).first() is None
+
+
+def is_erased(conn: Connection, keys: Sequence[str]) -> bool:
+    """Whether any of the identity keys (``email:…``, ``phone:…``, ``xid:…:…``) belongs to an erased person."""
+    if not keys or _ledger_empty(conn):
+        return False
+    return bool(_known(conn, ledger_hashes(conn, keys).values()))
+
+
+def erased_source_keys(conn: Connection, source: str, object_type: str, ids: Sequence[str]) -> set[str]:
+    """The ``ids`` (records of ``source``/``object_type``) that belong to erased people: skip them on import."""
+    if not ids or _ledger_empty(conn):
+        return set()
+    hashes = ledger_hashes(conn, (source_key(source, object_type, i) for i in ids))
+    known = _known(conn, hashes.values())
+    return {i for i in ids if hashes[source_key(source, object_type, i)] in known}
+
+
+# ------------------------------------------------------------------------------------------------- resolving
+
+
+def resolve_customer(conn: Connection, identifier: str, *, default_region: str | None = None) -> str | None:
+    """The golden id for an email, phone number, golden id or alias (merged id) -- or None."""
+    c, al, ik = schema.customers, schema.customer_aliases, schema.identity_keys
+    ident = identifier.strip()
+    if conn.execute(select(c.c.id).where(c.c.id == ident)).first():
+        return ident
+    survivor = conn.execute(select(al.c.customer_id).where(al.c.alias_id == ident)).scalar_one_or_none()
+    if survivor:
+        return str(survivor)
+    keys: list[str] = []
+    if "@" in ident:
+        try:
+            keys.append("email:" + normalize_email(ident))
+        except ValueError:
+            return None
+        found = conn.execute(select(c.c.id).where(c.c.primary_email == keys[0][6:])).scalar()
+        if found:
+            return str(found)
+    else:
+        try:
+            keys.append("phone:" + normalize_phone(ident, default_region))
+        except ValueError:
+            return None
+    found = conn.execute(select(ik.c.customer_id).where(ik.c.key.in_(keys)).limit(1)).scalar()
+    if found:
+        # identity keys may still name a merged id
+        alias = conn.execute(select(al.c.customer_id).where(al.c.alias_id == found)).scalar_one_or_none()
+        return str(alias or found)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------- forgetting
+
+
+def forget(
+    store: Store,
+    adapters: Mapping[str, Adapter],
+    identifier: str,
+    *,
+    pm: pluggy.PluginManager | None = None,
+    now: datetime | None = None,
+    default_region: str | None = None,
+    on_plugin_failure: Callable[[Any], None] | None = None,
+) -> ErasureReport:
+    """Erase a person everywhere: linked CRMs that support it, the store, and record the hashed ledger.
+
+    :param store: the store.
+    :param adapters: configured source name -> adapter; sources without one are reported ``source not
+        configured``.
+    :param identifier: email, phone number, golden id or a merged (alias) id.
+    :param pm: plugin manager; ``customer_erased`` is called after the store removed the person.
+    :param default_region: region for phone numbers without a country code (``identity.default_region``).
+    :raises NotFound: nobody matches ``identifier``.
+    """
+    now = now or utcnow()
+    with store.connect() as conn:
+        cid = resolve_customer(conn, identifier, default_region=default_region)
+        if cid is None:
+            raise NotFound(f"no customer matches {identifier!r}")
+        people = _collect(conn, cid)
+    report = ErasureReport(customer_id=cid, merged_ids=sorted(people.ids - {cid}))
+    report.sources = _erase_in_sources(adapters, people.links)
+    with store.begin() as conn:
+        hashes = ledger_hashes(conn, sorted(people.ledger_keys))
+        report.deleted = _delete(conn, people)
+        upsert(
+            conn,
+            schema.erasure_ledger,
+            [
+                {
+                    "hash": h,
+                    "kind": _kind(key),
+                    "customer_id": cid,
+                    "requested_at": now,
+                    "sources_status": report.sources,
+                }
+                for key, h in hashes.items()
+            ],
+            key_cols=["hash"],
+        )
+        report.ledger_entries = len(hashes)
+    email_hashes = [h for key, h in hashes.items() if key.startswith("email:")]
+    logger.info("customer %s erased: sources %s, %d ledger entries", cid, report.sources, report.ledger_entries)
+    if pm is not None:
+        from .plugins import call_isolated
+
+        call_isolated(
+            pm, "customer_erased", customer_id=cid, email_hashes=email_hashes, on_failure=on_plugin_failure
+        )
+    return report
+
+
+def _kind(key: str) -> str:
+    head = key.split(":", 1)[0]
+    return {"email": "email", "phone": "phone", "xid": "xid", "src": "source_id"}.get(head, "other")
+
+
+@dataclass
+class _Person:
+    ids: set[str]
+    links: list[tuple[str, str, str]]
+    refs: set[tuple[str, str, str]]
+    ledger_keys: set[str]
+
+
+def _collect(conn: Connection, cid: str) -> _Person:
+    c, al, sl, ik, it = (
+        schema.customers,
+        schema.customer_aliases,
+        schema.source_links,
+        schema.identity_keys,
+        schema.interactions,
+    )
+    ids = {cid} | set(conn.execute(select(al.c.alias_id).where(al.c.customer_id == cid)).scalars())
+    id_list = sorted(ids)
+    links = [
+        (r.source, r.object_type, r.source_id)
+        for r in conn.execute(
+            select(sl.c.source, sl.c.object_type, sl.c.source_id)
+            .where(sl.c.customer_id.in_(id_list))
+            .order_by(sl.c.source, sl.c.object_type, sl.c.source_id)
+        )
+    ]
+    keys = set(conn.execute(select(ik.c.key).where(ik.c.customer_id.in_(id_list))).scalars())
+    data = conn.execute(select(c.c.data).where(c.c.id == cid)).scalar_one_or_none() or {}
+    for email in data.get("emails") or ():
+        keys.add(f"email:{email}")
+    for phone in data.get("phones") or ():
+        keys.add(f"phone:{phone}")
+    for name, value in (data.get("external_ids") or {}).items():
+        keys.add(f"xid:{name}:{value}")
+    interactions = {
+        (r.source, r.object_type, r.source_id)
+        for r in conn.execute(
+            select(it.c.source, it.c.object_type, it.c.source_id).where(it.c.customer_id.in_(id_list))
+        )
+    }
+    keys.update(source_key(*ref) for ref in links)
+    return _Person(ids=ids, links=links, refs=set(links) | interactions, ledger_keys=keys)
+
+
+def _erase_in_sources(adapters: Mapping[str, Adapter], links: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+    by_source: dict[str, list[RecordRef]] = {}
+    for source, object_type, source_id in links:
+        by_source.setdefault(source, []).append(RecordRef(object_type, source_id))
+    status: dict[str, str] = {}
+    for source, refs in sorted(by_source.items()):
+        adapter = adapters.get(source)
+        if adapter is None:
+            status[source] = "source not configured"
+            continue
+        if "erase" not in adapter.capabilities:
+            status[source] = "not supported by the adapter"
+            continue
+        try:
+            results = adapter.erase(refs)
+        except NotImplementedError:
+            status[source] = "not supported by the adapter"
+            continue
+        except Exception as exc:  # reported per source; the store is cleaned regardless
+            status[source] = f"failed: {type(exc).__name__}: {exc}"
+            logger.warning("erasure in %s failed: %s", source, exc)
+            continue
+        failed = [f"{r.key}: {r.error}" for r in results if not r.ok]
+        answered = {r.key for r in results}
+        missing = [
+            f"{r.object_type}:{r.source_id}" for r in refs if f"{r.object_type}:{r.source_id}" not in answered
+        ]
+        if failed or missing:
+            status[source] = "failed: " + "; ".join(failed + [f"{m}: no answer" for m in missing])
+        else:
+            status[source] = "erased"
+    return status
+
+
+def _delete(conn: Connection, person: _Person) -> dict[str, int]:
+    s = schema
+    ids = sorted(person.ids)
+    refs = sorted(person.refs)
+    counts: dict[str, int] = {}
+
+    def run(name: str, stmt: Any) -> None:
+        counts[name] = counts.get(name, 0) + int(conn.execute(stmt).rowcount or 0)
+
+    def by_ref(table: Any) -> Iterable[Any]:
+        cols = [table.c.source, table.c.object_type, table.c.source_id]
+        for part in chunked(refs, 300):
+            yield tuple_(*cols).in_(list(part))
+
+    run("customers", delete(s.customers).where(s.customers.c.id.in_(ids)))
+    run(
+        "customer_aliases",
+        delete(s.customer_aliases).where(
+            or_(s.customer_aliases.c.customer_id.in_(ids), s.customer_aliases.c.alias_id.in_(ids))
+        ),
+    )
+    for table in (s.source_links, s.identity_keys, s.traits, s.trait_history, s.events, s.interactions):
+        run(table.name, delete(table).where(table.c.customer_id.in_(ids)))
+    run("outbox", delete(s.outbox).where(s.outbox.c.customer_id.in_(ids)))
+    for cond in by_ref(s.source_records):
+        run("source_records", delete(s.source_records).where(cond))
+    for cond in by_ref(s.writeback_state):
+        run("writeback_state", delete(s.writeback_state).where(cond))
+    for cond in by_ref(s.outbox):
+        run("outbox", delete(s.outbox).where(cond))
+    q = s.quarantine
+    for part in chunked(refs, 300):
+        pairs = [(src, sid) for src, _, sid in part]
+        run("quarantine", delete(q).where(tuple_(q.c.source, q.c.source_id).in_(pairs)))
+    return {k: v for k, v in counts.items() if v}

@@ -1,0 +1,280 @@
+"""Erasure: forget a person in the store and the CRMs, keep only a salted hashed ledger. Both stores."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from outbox_kit import T0, FakeCRM, remote_error, seed_customer
+from sqlalchemy import func, select
+
+from cxbridge.adapters import RecordRef
+from cxbridge.erasure import erased_source_keys, forget, is_erased, ledger_hashes
+from cxbridge.errors import NotFound
+from cxbridge.store import Store, schema
+
+pytest_plugins = ["cxbridge.testing.stores"]
+
+ANN = "ann@example.com"
+
+
+def _seed_ann(store: Store, crm: FakeCRM, erp: FakeCRM | None = None) -> None:
+    seed_customer(
+        store,
+        "cus_ann",
+        "1",
+        traits={"segments.tier": "gold"},
+        mirror={"email": ANN},
+        crm=crm,
+        emails=[ANN],
+        phones=["+4930123456"],
+    )
+    seed_customer(
+        store,
+        "cus_bob",
+        "2",
+        traits={"segments.tier": "silver"},
+        mirror={"email": "bob@x.org"},
+        crm=crm,
+        emails=["bob@x.org"],
+    )
+    with store.begin() as conn:
+        s = schema
+        # Ann was merged with a duplicate, has a second source, interactions, history, events, writes, quarantine
+        conn.execute(
+            s.customer_aliases.insert(),
+            {"alias_id": "cus_dup", "customer_id": "cus_ann", "reason": "identity:email", "created_at": T0},
+        )
+        conn.execute(
+            s.source_links.insert(),
+            {
+                "source": "erp",
+                "object_type": "debtors",
+                "source_id": "D1",
+                "entity": "customer",
+                "customer_id": "cus_ann",
+                "linked_at": T0,
+            },
+        )
+        conn.execute(
+            s.source_records.insert(),
+            [
+                {
+                    "source": "erp",
+                    "object_type": "debtors",
+                    "source_id": "D1",
+                    "content_hash": "h",
+                    "fields": {"name": "Ann"},
+                    "first_seen": T0,
+                    "last_seen": T0,
+                },
+                {
+                    "source": "crm",
+                    "object_type": "orders",
+                    "source_id": "O1",
+                    "content_hash": "h",
+                    "fields": {"total": 10},
+                    "first_seen": T0,
+                    "last_seen": T0,
+                },
+            ],
+        )
+        conn.execute(
+            s.identity_keys.insert(),
+            {
+                "key": "xid:erp_no:ERP4711",
+                "source": "erp",
+                "object_type": "debtors",
+                "source_id": "D1",
+                "customer_id": "cus_ann",
+            },
+        )
+        conn.execute(
+            s.interactions.insert(),
+            {
+                "id": "int_1",
+                "customer_id": "cus_ann",
+                "source": "crm",
+                "object_type": "orders",
+                "source_id": "O1",
+                "channel": "web",
+                "type": "purchase",
+                "occurred_at": T0,
+                "direction": "inbound",
+                "data": {},
+                "updated_at": T0,
+            },
+        )
+        conn.execute(
+            s.trait_history.insert(),
+            {
+                "customer_id": "cus_ann",
+                "name": "segments.tier",
+                "old_value": None,
+                "new_value": "gold",
+                "producer": "t",
+                "changed_at": T0,
+            },
+        )
+        conn.execute(
+            s.events.insert(), {"name": "segments.entered", "customer_id": "cus_dup", "payload": {}, "at": T0}
+        )
+        conn.execute(
+            s.outbox.insert(),
+            {
+                "idempotency_key": "k1",
+                "source": "crm",
+                "object_type": "contacts",
+                "action": "update",
+                "source_id": "1",
+                "customer_id": "cus_ann",
+                "fields": {"cx_tier": "gold"},
+                "next_attempt_at": T0,
+                "created_at": T0,
+            },
+        )
+        conn.execute(
+            s.writeback_state.insert(),
+            {
+                "source": "crm",
+                "object_type": "contacts",
+                "source_id": "1",
+                "field": "cx_tier",
+                "value": "gold",
+                "written_at": T0,
+            },
+        )
+        conn.execute(
+            s.quarantine.insert(),
+            {
+                "source": "crm",
+                "stream": "contacts",
+                "source_id": "1",
+                "reason": "bad phone",
+                "raw": {"email": ANN},
+                "created_at": T0,
+            },
+        )
+    if erp is not None:
+        erp.records[("debtors", "D1")] = {"name": "Ann"}
+
+
+def _count_all(store: Store) -> dict[str, int]:
+    with store.connect() as conn:
+        return {
+            t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
+            for t in schema.metadata.sorted_tables
+        }
+
+
+def _dump(store: Store) -> str:
+    with store.connect() as conn:
+        return json.dumps(
+            {t.name: [list(map(str, r)) for r in conn.execute(select(t))] for t in schema.metadata.sorted_tables}
+        )
+
+
+@pytest.mark.parametrize("identifier", [ANN, " Ann@Example.COM ", "+49 30 123456", "cus_ann", "cus_dup"])
+def test_forget_removes_the_person_everywhere(store: Store, identifier: str) -> None:
+    crm, erp = FakeCRM(), FakeCRM()
+    _seed_ann(store, crm, erp)
+    report = forget(store, {"crm": crm, "erp": erp}, identifier, now=T0 + timedelta(days=1))
+    assert report.customer_id == "cus_ann" and report.merged_ids == ["cus_dup"]
+    assert report.sources == {"crm": "erased", "erp": "erased"} and report.ok
+    assert crm.erased == [RecordRef("contacts", "1")] and erp.erased == [RecordRef("debtors", "D1")]
+    assert ("contacts", "1") not in crm.records and ("contacts", "2") in crm.records
+    counts = _count_all(store)
+    # only Bob remains (customer, link, mirror row, identity key, trait) plus ledger and salt
+    assert counts["customers"] == 1 and counts["source_links"] == 1 and counts["source_records"] == 1
+    assert counts["identity_keys"] == 1 and counts["traits"] == 1
+    for table in (
+        "customer_aliases",
+        "interactions",
+        "trait_history",
+        "events",
+        "outbox",
+        "writeback_state",
+        "quarantine",
+    ):
+        assert counts[table] == 0, table
+    # ledger: email, phone, xid, two source records -- hashed, nothing readable left
+    assert report.ledger_entries == counts["erasure_ledger"] == 5
+    dump = _dump(store)
+    for secret in ("ann@example.com", "+4930123456", "ERP4711", "Ann"):
+        assert secret not in dump
+    with store.connect() as conn:
+        assert is_erased(conn, ["email:ann@example.com"])
+        assert is_erased(conn, ["email:nobody@x.org", "phone:+4930123456"])
+        assert is_erased(conn, ["xid:erp_no:ERP4711"])
+        assert not is_erased(conn, ["email:bob@x.org"])
+        assert erased_source_keys(conn, "crm", "contacts", ["1", "2", "3"]) == {"1"}
+        assert erased_source_keys(conn, "erp", "debtors", ["D1"]) == {"D1"}
+        assert erased_source_keys(conn, "erp", "contacts", ["D1"]) == set()
+        kinds = sorted(conn.execute(select(schema.erasure_ledger.c.kind)).scalars())
+    assert kinds == ["email", "phone", "source_id", "source_id", "xid"]
+
+
+def test_per_source_status_and_failures(store: Store) -> None:
+    class ReadOnly(FakeCRM):
+        capabilities = frozenset()
+
+    class Broken(FakeCRM):
+        def erase(self, refs):
+            raise remote_error()
+
+    crm = Broken()
+    _seed_ann(store, crm)
+    with store.begin() as conn:
+        conn.execute(
+            schema.source_links.insert(),
+            {
+                "source": "files",
+                "object_type": "rows",
+                "source_id": "r1",
+                "entity": "customer",
+                "customer_id": "cus_ann",
+                "linked_at": T0,
+            },
+        )
+    report = forget(store, {"crm": crm, "erp": ReadOnly()}, ANN)
+    assert report.sources["crm"].startswith("failed: RemoteError") and "503" in report.sources["crm"]
+    assert report.sources["erp"] == "not supported by the adapter"
+    assert report.sources["files"] == "source not configured"
+    assert not report.ok
+    assert _count_all(store)["customers"] == 1  # the store is cleaned regardless
+    with store.connect() as conn:
+        statuses = conn.execute(select(schema.erasure_ledger.c.sources_status)).scalars().all()
+    assert all(s["files"] == "source not configured" for s in statuses)
+
+
+def test_unknown_person_is_not_found(store: Store) -> None:
+    _seed_ann(store, FakeCRM())
+    for ident in ("nobody@example.com", "cus_nope", "+1 202 555 0100", "not-an-email@"):
+        with pytest.raises(NotFound):
+            forget(store, {}, ident)
+    assert _count_all(store)["erasure_ledger"] == 0
+
+
+def test_customer_erased_hook_and_per_workspace_salt(store_factory) -> None:
+    from cxbridge import hookimpl
+    from cxbridge.plugins import get_plugin_manager
+
+    calls: list = []
+
+    class Cache:
+        @hookimpl
+        def customer_erased(self, customer_id, email_hashes):
+            calls.append((customer_id, list(email_hashes)))
+
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(Cache(), name="cache")
+    one, two = store_factory("sqlite"), store_factory("sqlite")
+    _seed_ann(one, FakeCRM())
+    forget(one, {}, ANN, pm=pm)
+    with one.connect() as conn:
+        h1 = ledger_hashes(conn, ["email:ann@example.com"])["email:ann@example.com"]
+    with two.begin() as conn:
+        h2 = ledger_hashes(conn, ["email:ann@example.com"])["email:ann@example.com"]
+    assert calls == [("cus_ann", [h1])]
+    assert h1 != h2  # salted per workspace
