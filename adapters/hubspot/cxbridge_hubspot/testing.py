@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import json
 import re
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -254,6 +255,7 @@ class FakeHubSpot:
         self.responses: list[int] = []
         self.attempts = 0
         self.throttled = 0  # 429s the rate limiter (not fault injection) answered
+        self.busy = 0.0  # wall-clock seconds spent answering (benchmarks subtract it)
         self._next_id = 1000
         self._token_seq = 0
         self._window: deque[float] = deque()
@@ -358,6 +360,13 @@ class FakeHubSpot:
         rec.history.append((rec.modified, dict(rec.props)))
 
     def _handle(self, request: httpx.Request) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            return self._handle_timed(request)
+        finally:
+            self.busy += time.perf_counter() - started
+
+    def _handle_timed(self, request: httpx.Request) -> httpx.Response:
         self.attempts += 1
         path = request.url.path
         for fault in self._faults:
