@@ -137,3 +137,16 @@ def test_doctor_checks_login_api_access_and_writeback_fields(fake, make_adapter)
     fake.refresh_token = "revoked-by-admin"
     (login,) = adapter.check({})
     assert not login.ok and "invalid_grant" in login.detail
+
+
+def test_jwt_audience_follows_the_login_url(rsa_keys):
+    import jwt as pyjwt
+    from cxbridge_salesforce.auth import _jwt_assertion
+    from cxbridge_salesforce.config import JwtBearerAuth
+
+    private, public = rsa_keys
+    auth = JwtBearerAuth(client_id="cid", username="u@example.com", private_key=private)
+    for login_url, audience in (("https://test.salesforce.com", "https://test.salesforce.com"),
+                                ("https://acme.my.salesforce.com", "https://login.salesforce.com")):
+        claims = pyjwt.decode(_jwt_assertion(auth, login_url), public, algorithms=["RS256"], audience=audience)
+        assert (claims["iss"], claims["sub"]) == ("cid", "u@example.com")

@@ -194,3 +194,16 @@ def test_read_ids_returns_current_state_and_tombstones(fake, make_adapter):
     assert not by_id[a].deleted
     assert by_id[b].deleted and by_id[b].merged_into == a
     assert by_id["003FAKE99999999AAA"].deleted
+
+
+def test_full_read_ignores_the_cursor_and_lists_ids_for_reconciliation(fake, make_adapter):
+    seeded = [fake.insert("Contact", LastName=f"L{i}") for i in range(30)]
+    adapter = make_adapter()
+    _, cursor = drain(adapter, "contacts")
+    fake.tick(60)
+    fake.delete("Contact", seeded[0])
+    fake.purge("Contact", seeded[0])
+    pages, _ = drain(adapter, "contacts", cursor, full=True)
+    assert ids(pages) == seeded[1:]
+    assert sorted(adapter.list_ids("contacts")) == sorted(seeded[1:])
+    assert not adapter.streams()[0].supports_deletes, "so the engine reconciles ids on full runs"
