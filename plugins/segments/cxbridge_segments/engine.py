@@ -8,6 +8,7 @@ customers -- all of them after a refit, or the few that changed in a sync batch.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -132,13 +133,17 @@ def fit_model(
         if index.size > clv_cfg.fit_sample_size:
             index = np.sort(np.random.default_rng(seed).choice(index, clv_cfg.fit_sample_size, replace=False))
         try:
+            started = time.perf_counter()
             bg = fit_bgnbd(inputs.x[index], inputs.t_x[index], inputs.T[index])
+            state.diagnostics["bgnbd_fit_seconds"] = round(time.perf_counter() - started, 3)
             state.bgnbd = bg.params
             state.diagnostics["bgnbd"] = {"log_likelihood": bg.log_likelihood, "n": bg.n,
                                           "converged": bg.converged}
             repeat = index[(inputs.x[index] > 0) & (inputs.zbar[index] > 0)]
             if repeat.size >= clv_cfg.min_customers:
+                started = time.perf_counter()
                 gg = fit_gamma_gamma(inputs.x[repeat], inputs.zbar[repeat])
+                state.diagnostics["gamma_gamma_fit_seconds"] = round(time.perf_counter() - started, 3)
                 if gg.params.q > 1.0:
                     state.gamma_gamma = gg.params
                 state.diagnostics["gamma_gamma"] = {"log_likelihood": gg.log_likelihood, "n": gg.n,

@@ -26,7 +26,7 @@ from .money import FxTable
 from .rules import Env, RuleEvaluationError
 from .settings import SegmentsSettings
 from .state import get_state, put_state
-from .traits import PRODUCER, cleared_traits, customer_traits, rule_trait
+from .traits import PRODUCER, batch_traits, cleared_traits, rule_trait
 
 __all__ = ["RescoreStats", "as_of", "ensure_state", "refit", "rescore", "settings_of"]
 
@@ -161,11 +161,9 @@ def rescore(
     table = table_from_interactions(ids, interactions, fx)
     features = compute_features(table, len(ids), today)
     scores = score(features, state, settings, today)
-    names = list(settings.rfm.segment_map)
-    codes = table.unknown_codes or {}
-    for i, customer in enumerate(scored):
-        unknown = ",".join(sorted(codes[i])) if i in codes else None
-        values = customer_traits(i, scores, settings, names, unknown)
+    codes = {i: ",".join(sorted(c)) for i, c in (table.unknown_codes or {}).items()}
+    rows = batch_traits(scores, settings, list(settings.rfm.segment_map), codes)
+    for i, (customer, values) in enumerate(zip(scored, rows, strict=True)):
         if rules:
             _apply_rules(context, customer, values, scores, i, interactions.get(customer.id, []),
                          today_date, settings, stats)

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from cxbridge.hooktypes import TraitInfo
 
 from .engine import Scores
 from .settings import SegmentsSettings
 
-__all__ = ["PRODUCER", "STATIC_TRAITS", "cleared_traits", "customer_traits", "rule_trait", "trait_infos"]
+__all__ = [
+    "PRODUCER",
+    "STATIC_TRAITS",
+    "batch_traits",
+    "cleared_traits",
+    "customer_traits",
+    "rule_trait",
+    "service_level_values",
+    "trait_infos",
+]
 
 PRODUCER = "segments"
 
@@ -56,14 +67,79 @@ def _num(value: float, digits: int) -> float | None:
     return None if not math.isfinite(value) else round(value, digits)
 
 
+def _rounded(values: np.ndarray, digits: int, mask: np.ndarray | None = None) -> list[float | None]:
+    out = np.round(values.astype(np.float64), digits)
+    valid = np.isfinite(out) if mask is None else (np.isfinite(out) & mask)
+    listed: list[float | None] = out.tolist()
+    for i in np.flatnonzero(~valid).tolist():
+        listed[i] = None
+    return listed
+
+
+def batch_traits(
+    scores: Scores,
+    settings: SegmentsSettings,
+    segment_names: Sequence[str],
+    unknown: Mapping[int, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Trait values of every customer of a scored batch, built column-wise (rule traits are added later).
+
+    Values are rounded (money to cents, probabilities to 4 digits) so that re-scoring unchanged data writes
+    nothing back. Customers without purchases get ``None`` RFM traits.
+    """
+    rfm = scores.rfm
+    n = int(rfm.r.size)
+    has = rfm.r > 0
+    seg_names = [*segment_names, None]
+    segment = np.where(has & (rfm.segment >= 0), rfm.segment, len(segment_names)).tolist()
+    codes = (rfm.r.astype(np.int32) * 100 + rfm.f.astype(np.int32) * 10 + rfm.m.astype(np.int32)).tolist()
+
+    def ints(values: np.ndarray) -> list[int | None]:
+        listed: list[int | None] = values.astype(np.int64).tolist()
+        for i in np.flatnonzero(~has).tolist():
+            listed[i] = None
+        return listed
+
+    columns: dict[str, list[Any]] = {
+        "segments.rfm_segment": [seg_names[i] for i in segment],
+        "segments.rfm.score": [str(c) if h else None for c, h in zip(codes, has.tolist(), strict=True)],
+        "segments.rfm.r_score": ints(rfm.r),
+        "segments.rfm.f_score": ints(rfm.f),
+        "segments.rfm.m_score": ints(rfm.m),
+        "segments.rfm.recency_days": ints(rfm.recency_days),
+        "segments.rfm.frequency": rfm.frequency.astype(np.int64).tolist(),
+        "segments.rfm.monetary": _rounded(rfm.monetary, 2, has),
+        "segments.revenue": _rounded(scores.revenue, 2),
+        "segments.unconverted_currencies": [None] * n,
+        "segments.clv": _rounded(scores.clv, 2),
+        "segments.p_alive": _rounded(scores.p_alive, 4),
+        "segments.expected_purchases": _rounded(scores.expected_purchases, 3),
+        "segments.expected_spend": _rounded(scores.expected_spend, 2),
+    }
+    for index, text in (unknown or {}).items():
+        columns["segments.unconverted_currencies"][index] = text
+    levels = [service_level_values(settings, t) for t in range(len(settings.tiers.levels))]
+    tiers = scores.tier.tolist()
+    names = list(columns)
+    rows = [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+    for row, tier in zip(rows, tiers, strict=True):
+        row.update(levels[tier])
+    return rows
+
+
+def service_level_values(settings: SegmentsSettings, tier_index: int) -> dict[str, Any]:
+    """``segments.tier`` and ``segments.service_level.*`` of one tier."""
+    level = settings.tiers.levels[tier_index]
+    values: dict[str, Any] = {"segments.tier": level.name}
+    for key, value in level.service_level.model_dump().items():
+        values[f"segments.service_level.{key}"] = value
+    return values
+
+
 def customer_traits(
     i: int, scores: Scores, settings: SegmentsSettings, segment_names: list[str], unknown: str | None = None
 ) -> dict[str, Any]:
-    """Trait values of customer ``i`` of a scored batch (rule traits are added by the pipeline).
-
-    Values are rounded (money to cents, probabilities to 4 digits) so re-scoring with unchanged data writes
-    nothing back.
-    """
+    """Trait values of customer ``i`` of a scored batch (see :func:`batch_traits`)."""
     rfm = scores.rfm
     has = rfm.r[i] > 0
     seg = int(rfm.segment[i])
@@ -83,10 +159,7 @@ def customer_traits(
         "segments.expected_purchases": _num(scores.expected_purchases[i], 3),
         "segments.expected_spend": _num(scores.expected_spend[i], 2),
     }
-    level = settings.tiers.levels[int(scores.tier[i])]
-    traits["segments.tier"] = level.name
-    for key, value in level.service_level.model_dump().items():
-        traits[f"segments.service_level.{key}"] = value
+    traits.update(service_level_values(settings, int(scores.tier[i])))
     return traits
 
 

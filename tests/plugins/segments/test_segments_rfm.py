@@ -150,3 +150,18 @@ def test_settings_reject_typos_and_bad_rates() -> None:
         SegmentsSettings.model_validate({"reporting_curency": "EUR"})
     with pytest.raises(ValidationError, match=r"fx_rates\.USD"):
         SegmentsSettings.model_validate({"fx_rates": {"USD": 0}})
+
+
+def test_batch_traits_match_per_customer_traits() -> None:
+    from cxbridge_segments.engine import fit_model
+    from cxbridge_segments.traits import batch_traits, customer_traits
+
+    data = {f"c{k}": [buy(f"c{k}", 7 * k + j, 5.0 + k) for j in range(k % 4)] for k in range(40)}
+    feats, _ = features_for(data)
+    settings = SegmentsSettings(as_of=AS_OF)
+    _, scores = fit_model(feats, settings, TODAY)
+    names = list(settings.rfm.segment_map)
+    rows = batch_traits(scores, settings, names, {3: "XYZ"})
+    for i, row in enumerate(rows):
+        assert row == customer_traits(i, scores, settings, names, "XYZ" if i == 3 else None)
+    assert rows[0]["segments.rfm_segment"] is None and rows[1]["segments.rfm_segment"] is not None

@@ -1,4 +1,8 @@
-"""Numerical helpers shared by the CLV models."""
+"""Numerical helpers shared by the CLV models.
+
+Hot loops use elementwise numpy (``np.sum(a * b)``) rather than BLAS (``np.dot``, ``@``): on a busy 2-core
+machine a threaded BLAS spun up for a 70k-element dot product took 27 ms instead of 0.1 ms.
+"""
 
 from __future__ import annotations
 

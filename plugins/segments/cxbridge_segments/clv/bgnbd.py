@@ -88,18 +88,27 @@ def log_likelihood(
 
 
 def _ll(
-    log_params: NDArray[np.float64], x: NDArray[np.float64], t_x: NDArray[np.float64], T: NDArray[np.float64]
+    log_params: NDArray[np.float64],
+    x: NDArray[np.float64],
+    t_x: NDArray[np.float64],
+    T: NDArray[np.float64],
+    groups: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
 ) -> NDArray[np.float64]:
+    # Everything that depends on x alone (gammaln, betaln) is evaluated once per distinct x -- a few hundred
+    # values even for millions of customers -- and gathered; per customer only two logs remain.
     r, alpha, a, b = np.exp(log_params)
+    xu, inverse = groups if groups is not None else np.unique(x, return_inverse=True)
     beta_ab = special.betaln(a, b)
-    common = special.gammaln(r + x) - special.gammaln(r) + r * np.log(alpha)
-    alive = special.betaln(a, b + x) - beta_ab - (r + x) * np.log(alpha + T)
-    repeat = x > 0
-    # The dropout term exists only for x > 0; b + x - 1 > 0 there. Use a harmless placeholder elsewhere.
-    xm = np.where(repeat, x, 1.0)
-    dropped = special.betaln(a + 1.0, b + xm - 1.0) - beta_ab - (r + xm) * np.log(alpha + t_x)
-    dropped = np.where(repeat, dropped, -np.inf)
-    out: NDArray[np.float64] = common + np.logaddexp(alive, dropped)
+    common = special.gammaln(r + xu) - special.gammaln(r) + r * np.log(alpha)
+    alive = special.betaln(a, b + xu) - beta_ab
+    repeat = xu > 0
+    # The dropout term exists only for x > 0 (b + x - 1 > 0 there); a harmless placeholder elsewhere.
+    xm = np.where(repeat, xu, 1.0)
+    dropped = np.where(repeat, special.betaln(a + 1.0, b + xm - 1.0) - beta_ab, -np.inf)
+    rx = (r + xu)[inverse]
+    out: NDArray[np.float64] = common[inverse] + np.logaddexp(
+        alive[inverse] - rx * np.log(alpha + T), dropped[inverse] - rx * np.log(alpha + t_x)
+    )
     return out
 
 
@@ -127,6 +136,7 @@ def fit_bgnbd(
     if xa.size < 2:
         raise ValueError("BG/NBD needs at least 2 customers to fit")
     (xu, tu, Tu), weights = compress_rows(xa, ta, Ta)
+    groups = np.unique(xu, return_inverse=True)
     n = int(xa.size)
     if initial is None:
         # alpha is in time units: start at the mean observation length so the fit is unit-independent.
@@ -138,7 +148,7 @@ def fit_bgnbd(
         if np.any(np.abs(theta) > 30):  # keep exp() finite; the optimum is never this far out
             return float("inf")
         with np.errstate(all="ignore"):
-            value = -float(np.dot(weights, _ll(theta, xu, tu, Tu))) / n
+            value = -float(np.sum(weights * _ll(theta, xu, tu, Tu, groups))) / n
         return value if np.isfinite(value) else float("inf")
 
     # L-BFGS-B (bounded log-parameters keep exp() finite) is fast and precise on well-posed data; Nelder-Mead
@@ -192,7 +202,8 @@ def expected_purchases(
     # with 1 - z = (alpha+T)/(alpha+T+t) turns the product into (1-z)^(a-1) 2F1(a+b-1-r, a-1; a+b+x-1; z),
     # in which x only grows C -- numerically benign for any x.
     head = (a + b + xa - 1.0) / (a - 1.0)
-    term = np.power(1.0 - z, a - 1.0) * hyp2f1_safe(a + b - 1.0 - r, a - 1.0, a + b + xa - 1.0, z)
+    with np.errstate(all="ignore"):  # inf * 0 -> nan is caught below and recomputed by quadrature
+        term = np.power(1.0 - z, a - 1.0) * hyp2f1_safe(a + b - 1.0 - r, a - 1.0, a + b + xa - 1.0, z)
     xm = np.where(xa > 0, xa, 1.0)
     log_odds = np.log(a) - np.log(b + xm - 1.0) + (r + xa) * (np.log(alpha + Ta) - np.log(alpha + ta))
     with np.errstate(over="ignore"):  # overflow -> inf -> expected purchases 0, which is the limit
@@ -236,7 +247,7 @@ def expected_purchases_quadrature(
         rows = np.flatnonzero(xa == value)
         p, w = beta_quadrature(nodes, a, b + value)
         k = ts[rows, None] / (alpha + Ta[rows, None])
-        given_alive = (-np.expm1(-(r + value) * np.log1p(p * k)) / p) @ w
+        given_alive = np.sum(-np.expm1(-(r + value) * np.log1p(p * k)) / p * w, axis=1)
         out[rows] = given_alive
     alive = probability_alive(params, xa, ta, Ta)
     result: NDArray[np.float64] = out * alive

@@ -74,12 +74,20 @@ def _arrays(x: ArrayLike, zbar: ArrayLike) -> tuple[NDArray[np.float64], NDArray
     return xa, za
 
 
-def _ll(theta: NDArray[np.float64], x: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64]:
+def _ll(
+    theta: NDArray[np.float64],
+    x: NDArray[np.float64],
+    z: NDArray[np.float64],
+    groups: tuple[NDArray[np.float64], NDArray[np.intp]] | None = None,
+) -> NDArray[np.float64]:
+    # gammaln terms depend on x alone: evaluate them per distinct x and gather.
     p, q, g = np.exp(theta)
-    px = p * x
+    xu, inverse = groups if groups is not None else np.unique(x, return_inverse=True)
+    pxu = p * xu
+    per_x = special.gammaln(pxu + q) - special.gammaln(pxu) - special.gammaln(q) + pxu * np.log(xu)
+    px = pxu[inverse]
     out: NDArray[np.float64] = (
-        special.gammaln(px + q) - special.gammaln(px) - special.gammaln(q)
-        + q * np.log(g) + (px - 1.0) * np.log(z) + px * np.log(x) - (px + q) * np.log(g + x * z)
+        per_x[inverse] + q * np.log(g) + (px - 1.0) * np.log(z) - (px + q) * np.log(g + x * z)
     )
     return out
 
@@ -101,6 +109,7 @@ def fit_gamma_gamma(x: ArrayLike, zbar: ArrayLike, *, max_iter: int = 4000) -> G
     if xa.size < 2:
         raise ValueError("Gamma-Gamma needs at least 2 customers to fit")
     (xu, zu), weights = compress_rows(xa, za)
+    groups = np.unique(xu, return_inverse=True)
     n = int(xa.size)
     # Method-of-moments-ish start: p ~ 1, q ~ 2, gamma so that the population mean matches the data.
     start = np.log([1.0, 2.0, max(float(np.mean(za)), 1e-6)])
@@ -109,7 +118,7 @@ def fit_gamma_gamma(x: ArrayLike, zbar: ArrayLike, *, max_iter: int = 4000) -> G
         if np.any(np.abs(theta) > 40):
             return float("inf")
         with np.errstate(all="ignore"):
-            value = -float(np.dot(weights, _ll(theta, xu, zu))) / n
+            value = -float(np.sum(weights * _ll(theta, xu, zu, groups))) / n
         return value if np.isfinite(value) else float("inf")
 
     # L-BFGS-B (bounded log-parameters keep exp() finite) is fast and precise on well-posed data; Nelder-Mead

@@ -61,6 +61,6 @@ def customer_lifetime_value(
         hi = min(lo + chunk_size, xa.size)
         cum = expected_purchases(bgnbd, t_grid[:, None], xa[lo:hi], ta[lo:hi], Ta[lo:hi])
         per_month = np.diff(cum, axis=0, prepend=0.0)
-        out[lo:hi] = discount @ per_month
+        out[lo:hi] = np.sum(discount[:, None] * per_month, axis=0)
     result: NDArray[np.float64] = margin * out * spend
     return result
