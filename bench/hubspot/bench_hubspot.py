@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cxbridge.adapters import Cursor
 from cxbridge_hubspot import HubSpotAdapter, HubSpotConfig
 from cxbridge_hubspot.testing import FakeClock, FakeHubSpot, make_context
+
+from cxbridge.adapters import Cursor
 
 HERE = Path(__file__).resolve().parent
 

@@ -29,7 +29,8 @@ def route(fake: FakeHubSpot, request: httpx.Request, path: str, body: Any) -> ht
             return _err(404, "token not found", "OBJECT_NOT_FOUND")
         return httpx.Response(200, json={"token": token, "hub_id": fake.portal_id, "scopes": fake.scopes,
                                          "token_type": "access", "app_id": 1, "user": "owner@example.com",
-                                         "expires_in": max(0, (fake.access_tokens[token] - fake.clock.ms()) // 1000)})
+                                         "expires_in": max(0, (fake.access_tokens[token] - fake.clock.ms())
+                                                           // 1000)})
     if m == "POST" and path == "/oauth/v2/private-apps/get/access-token-info":
         return httpx.Response(200, json={"userId": 1, "hubId": fake.portal_id, "appId": 2, "scopes": fake.scopes})
     if m == "GET" and parts[:3] == ["crm", "v3", "properties"] and len(parts) == 4:
@@ -342,7 +343,7 @@ def batch_upsert(fake: FakeHubSpot, obj: str, body: dict[str, Any]) -> httpx.Res
         else:
             rec.props.update({k: _s(v) for k, v in props.items()})
             fake._touch(rec, None)
-        data = to_json(fake, rec, list(props) + [prop])
+        data = to_json(fake, rec, [*props, prop])
         data["new"] = new
         results.append(_traced(data, item))
     return _batch_response(results, [])
@@ -395,7 +396,8 @@ def gdpr_delete(fake: FakeHubSpot, body: dict[str, Any]) -> httpx.Response:
     object_id, id_prop = str(body.get("objectId", "")), body.get("idProperty")
     contacts = fake.objects["contacts"]
     if id_prop == "email":
-        rec = next((r for r in contacts.values() if (r.props.get("email") or "").lower() == object_id.lower()), None)
+        rec = next((r for r in contacts.values()
+                    if (r.props.get("email") or "").lower() == object_id.lower()), None)
         fake.gdpr_deleted.append(object_id)  # unknown emails are blocklisted too
         if rec is not None:
             contacts.pop(rec.id)

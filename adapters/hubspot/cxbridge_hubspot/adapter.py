@@ -80,7 +80,8 @@ class HubSpotAdapter(Adapter):
 
     def _spec(self, stream: str) -> StreamSpec:
         if stream not in SPECS or stream not in self.config.streams:
-            raise ConfigError(f"HubSpot source has no stream {stream!r}", key=f"sources.{self.context.source}.streams")
+            raise ConfigError(f"HubSpot source has no stream {stream!r}",
+                              key=f"sources.{self.context.source}.streams")
         return SPECS[stream]
 
     def describe(self, stream: str) -> list[FieldInfo]:
@@ -249,7 +250,8 @@ class HubSpotAdapter(Adapter):
             if resp.status_code not in (200, 207):
                 raise self.client.error(resp, f"batch read {spec.name}", self.context.source)
             results = resp.json().get("results") or []
-            links = self._associations(spec, [str(r["id"]) for r in results]) if spec.associations and results else {}
+            links = (self._associations(spec, [str(r["id"]) for r in results])
+                     if spec.associations and results else {})
             records: list[SourceRecord] = []
             for obj in results:
                 records.extend(to_record(self.context.source, spec, obj, links.get(str(obj["id"]), {})))
@@ -321,7 +323,8 @@ class HubSpotAdapter(Adapter):
         required = {k: list(v) for k, v in required_fields.items()}
         try:
             missing = sorted(self.needed_scopes(required) - set(self.granted_scopes()))
-            results.append(CheckResult("scopes", not missing, f"missing: {', '.join(missing)}" if missing else "ok"))
+            detail = f"missing: {', '.join(missing)}" if missing else "ok"
+            results.append(CheckResult("scopes", not missing, detail))
         except AdapterError as exc:
             results.append(CheckResult("scopes", False, str(exc)))
         for object_type, names in required.items():

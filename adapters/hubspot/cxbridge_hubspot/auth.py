@@ -76,7 +76,8 @@ class OAuthTokens(TokenSource):
 
     def access_token(self) -> str:
         with self._lock:
-            if self._token is None or self._now().timestamp() >= self._expires_at - self._auth.refresh_margin_seconds:
+            due = self._expires_at - self._auth.refresh_margin_seconds
+            if self._token is None or self._now().timestamp() >= due:
                 self._refresh_locked()
             assert self._token is not None
             return self._token
@@ -140,7 +141,8 @@ class HubSpotAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = f"Bearer {self.tokens.access_token()}"
         response = yield request
-        if response.status_code == 401 and self.tokens.refreshable and _category(response) == "EXPIRED_AUTHENTICATION":
+        expired = response.status_code == 401 and _category(response) == "EXPIRED_AUTHENTICATION"
+        if expired and self.tokens.refreshable:
             self.tokens.refresh()
             request.headers["Authorization"] = f"Bearer {self.tokens.access_token()}"
             yield request

@@ -125,7 +125,8 @@ class HubSpotClient:
             except httpx.TransportError as exc:
                 if not idempotent:
                     raise RemoteError(f"{method} {path}: {type(exc).__name__} after sending; not repeated "
-                                      "because the request is not idempotent", source=self.source, url=path) from exc
+                                      "because the request is not idempotent",
+                                      source=self.source, url=path) from exc
                 last = f"transport error: {type(exc).__name__}"
                 self._backoff(attempt, last, path)
                 continue
@@ -150,7 +151,8 @@ class HubSpotClient:
                 self._backoff(attempt, last, path)
                 continue
             if status in (401, 403):
-                raise AuthError(self._describe(response, method, path), source=self.source, status=status, url=path)
+                raise AuthError(self._describe(response, method, path), source=self.source, status=status,
+                                url=path)
             return response
         if last.startswith("429"):
             raise RateLimited(f"{method} {path}: still rate limited after {attempts} attempts ({last})",

@@ -70,7 +70,8 @@ class ListPager:
             data = resp.json()
             nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
             if nxt is not None and str(nxt) in self._seen_tokens:  # never follow the same token twice
-                raise self.client.error(resp, f"list {self.object_type}: paging token repeated", self.client.source)
+                raise self.client.error(resp, f"list {self.object_type}: paging token repeated",
+                                        self.client.source)
             if nxt is not None:
                 self._seen_tokens.add(str(nxt))
             self.after = str(nxt) if nxt is not None else None
@@ -128,7 +129,8 @@ class SearchPager:
     def _stamp(self, obj: dict[str, Any]) -> int:
         from .streams import parse_time, to_ms
 
-        when = parse_time((obj.get("properties") or {}).get(self.modstamp_prop)) or parse_time(obj.get("updatedAt"))
+        props = obj.get("properties") or {}
+        when = parse_time(props.get(self.modstamp_prop)) or parse_time(obj.get("updatedAt"))
         return to_ms(when) if when else 0
 
     def __iter__(self) -> Iterator[SearchPage]:

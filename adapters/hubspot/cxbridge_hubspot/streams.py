@@ -99,7 +99,7 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def to_ms(value: datetime) -> int:
-    return int(round(value.timestamp() * 1000))
+    return round(value.timestamp() * 1000)
 
 
 def _assoc_ids(obj: Mapping[str, Any]) -> dict[str, list[str]]:

@@ -119,7 +119,7 @@ class FakeClock:
             self.slept += seconds
 
     def ms(self) -> int:
-        return int(round(self.t * 1000))
+        return round(self.t * 1000)
 
 
 class SlidingWindowBudget:
@@ -327,7 +327,7 @@ class FakeHubSpot:
         self.assoc.setdefault((to_type, to_id), {}).setdefault(from_type, set()).add(from_id)
 
     def fail(self, kind: str | int, times: int = 1, *, method: str | None = None, path: str | None = None) -> None:
-        """Inject faults: ``"connect"`` (connection drop), ``"read"``, a status (502, 423...) or ``"429:DAILY"``."""
+        """Inject faults: ``"connect"`` (drop), ``"read"``, a status (502, 423...) or ``"429:<POLICY>"``."""
         self._faults.append(_Fault(str(kind), times, method, re.compile(path) if path else None))
 
     def issue_access_token(self) -> str:

@@ -29,7 +29,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from .streams import OBJECT_TYPE_IDS
@@ -117,7 +117,8 @@ class InboxStore(Protocol):
         """Record the event; False when it was seen before."""
         ...
 
-    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime,
+             error: str | None = None) -> None:
         ...
 
 
@@ -133,7 +134,8 @@ class MemoryInbox:
         self.events[(source, event_id)] = {"payload": payload, "status": "new", "error": None}
         return True
 
-    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime,
+             error: str | None = None) -> None:
         for event_id in event_ids:
             if (source, event_id) in self.events:
                 self.events[(source, event_id)].update(status=status, error=error)
@@ -159,7 +161,8 @@ class StoreInbox:
             return False
         return True
 
-    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime, error: str | None = None) -> None:
+    def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime,
+             error: str | None = None) -> None:
         from sqlalchemy import update
 
         from cxbridge.store import schema
@@ -188,7 +191,7 @@ class WebhookReceiver:
     """
 
     def __init__(self, *, secret_for: Callable[[str], str | None], inbox: InboxStore, dispatch: Dispatch,
-                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  url_for: Callable[[str], str | None] = lambda source: None,
                  streams_for: Callable[[str], Iterable[str] | None] = lambda source: None) -> None:
         self.secret_for, self.inbox, self.dispatch, self.now = secret_for, inbox, dispatch, now

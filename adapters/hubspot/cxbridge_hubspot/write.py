@@ -166,7 +166,8 @@ class Writer:
             out.setdefault(op.key, WriteResult(op.key, False, error="no result for this input", retryable=True))
         return [out[op.key] for op in ops]
 
-    def _conflict(self, object_type: str, action: str, ops: list[WriteOp], resp: httpx.Response) -> list[WriteResult]:
+    def _conflict(self, object_type: str, action: str, ops: list[WriteOp],
+                  resp: httpx.Response) -> list[WriteResult]:
         if len(ops) > 1:
             return [r for op in ops for r in self._batch(object_type, action, [op])]
         op = ops[0]

@@ -30,7 +30,8 @@ def make_adapter(fake: FakeHubSpot, state: DictState) -> Callable[..., HubSpotAd
     def build(paced: bool = True, **config: Any) -> HubSpotAdapter:
         config.setdefault("auth", {"type": "private_app", "token": "pat-test"})
         config.setdefault("base_url", fake.base_url)
-        adapter = HubSpotAdapter(HubSpotConfig.model_validate(config), make_context(fake, state=state, paced=paced))
+        context = make_context(fake, state=state, paced=paced)
+        adapter = HubSpotAdapter(HubSpotConfig.model_validate(config), context)
         made.append(adapter)
         return adapter
 
@@ -54,7 +55,8 @@ def drain(adapter: HubSpotAdapter, stream: str, cursor: Cursor | None = None, *,
     return records, cur, pages
 
 
-def sync(adapter: HubSpotAdapter, stream: str, cursor: Cursor | None = None) -> tuple[dict[str, SourceRecord], Cursor]:
+def sync(adapter: HubSpotAdapter, stream: str,
+         cursor: Cursor | None = None) -> tuple[dict[str, SourceRecord], Cursor]:
     """Run to completion, upserting by id (the store's idempotent upsert); returns the mirror and cursor."""
     records, cur, _ = drain(adapter, stream, cursor)
     mirror: dict[str, SourceRecord] = {}

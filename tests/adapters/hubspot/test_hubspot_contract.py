@@ -13,9 +13,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from cxbridge.testing.contract import AdapterHarness, get_adapter_test_class
 from cxbridge_hubspot import HubSpotAdapter, HubSpotConfig
 from cxbridge_hubspot.testing import FakeClock, FakeHubSpot, make_context
+
+from cxbridge.testing.contract import AdapterHarness, get_adapter_test_class
 
 
 class HubSpotHarness(AdapterHarness):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from cxbridge_hubspot import HubSpotAdapter, HubSpotConfig
+from cxbridge_hubspot.config import OAuthAuth
 
 from cxbridge.config import config_from_dict
 from cxbridge.errors import ConfigError
 from cxbridge.plugins import collect_adapters, collect_routes, get_plugin_manager
-from cxbridge_hubspot import HubSpotAdapter, HubSpotConfig
-from cxbridge_hubspot.config import OAuthAuth
 
 
 def test_entry_point_registers_adapter_and_webhook_route():

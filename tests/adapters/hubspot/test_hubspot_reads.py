@@ -70,7 +70,7 @@ def test_incremental_reads_only_changes(fake, make_adapter):
     assert cursor2.modstamp > cursor.modstamp
     # nothing changed: O(1) calls, no records
     before = len(fake.calls)
-    records, cursor3, _ = drain(adapter, "contacts", cursor2)
+    records, _, _ = drain(adapter, "contacts", cursor2)
     assert {r.source_id for r in records} <= set(ids[:5])  # inclusive boundary only
     assert len(fake.calls) - before <= 2
 
@@ -113,7 +113,7 @@ def test_tie_drain_resumes_by_id_after_crash(fake, make_adapter):
     ids = [fake.add("contacts", {"email": f"r{i}@example.com"}, at_ms=stamp) for i in range(700)]
     cursor = Cursor(modstamp=fake.clock.now() - timedelta(seconds=1), state={"phase": "search"})
     fake.clock.sleep(60)
-    seen, cursor, pages = drain(make_adapter(paced=False), "contacts", cursor, stop_after=3)
+    seen, cursor, _ = drain(make_adapter(paced=False), "contacts", cursor, stop_after=3)
     assert cursor.state["mode"] == "tie"
     rest, _, _ = drain(make_adapter(paced=False), "contacts", cursor)
     got = [r.source_id for r in seen + rest]
@@ -165,7 +165,7 @@ def test_engagements_carry_their_contact(fake, make_adapter):
     c = fake.add("contacts", {"email": "x@example.com"})
     n = fake.add("notes", {"hs_note_body": "hello", "hs_timestamp": "2024-01-01T00:00:00.000Z"},
                  associations={"contacts": [c]})
-    call = fake.add("calls", {"hs_call_title": "t", "hs_call_direction": "INBOUND"}, associations={"contacts": [c]})
+    fake.add("calls", {"hs_call_title": "t", "hs_call_direction": "INBOUND"}, associations={"contacts": [c]})
     adapter = make_adapter()
     notes, ncur, _ = drain(adapter, "notes")
     assert notes[0].source_id == n and notes[0].associations == {"contacts": [c]}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import drain
+from cxbridge_hubspot.auth import STATE_REFRESH_TOKEN
 
 from cxbridge.errors import QuotaExhausted
-from cxbridge_hubspot.auth import STATE_REFRESH_TOKEN
 
 OAUTH = {"type": "oauth", "client_id": "client-1", "client_secret": "secret-1", "refresh_token": "rt-0"}
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from cxbridge_hubspot import HubSpotAdapter
+from cxbridge_hubspot.testing import DictState, make_context
 from sqlalchemy import func, select
 
 from cxbridge.config import config_from_dict
 from cxbridge.plugins import get_plugin_manager
 from cxbridge.store import schema as s
 from cxbridge.sync import SyncEngine
-from cxbridge_hubspot import HubSpotAdapter
-from cxbridge_hubspot.testing import DictState, make_context
 
 OAUTH = {"type": "oauth", "client_id": "client-1", "client_secret": "secret-1", "refresh_token": "rt-0"}
 

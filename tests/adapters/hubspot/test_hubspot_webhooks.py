@@ -6,12 +6,12 @@ import json
 from datetime import timedelta
 
 import pytest
-from starlette.testclient import TestClient
-
-from cxbridge.web import build_app
 from cxbridge_hubspot import plugin
 from cxbridge_hubspot.testing import sign_v3
 from cxbridge_hubspot.webhooks import MemoryInbox, StoreInbox, WebhookReceiver, plan_events, verify_signature
+from starlette.testclient import TestClient
+
+from cxbridge.web import build_app
 
 SECRET = "app-secret"
 URL = "http://testserver/webhooks/hubspot/hs"
@@ -58,7 +58,7 @@ def test_signature_v3_matches_documented_algorithm():
 
 
 def test_property_change_triggers_targeted_reread(fake, wired):
-    client, receiver, inbox, ingested, _ = wired
+    client, _, inbox, ingested, _ = wired
     c = fake.add("contacts", {"email": "ann@example.com", "firstname": "Ann"})
     fake.update("contacts", c, {"firstname": "Anna"})
     events = [{"eventId": 11, "subscriptionType": "contact.propertyChange", "objectId": int(c),

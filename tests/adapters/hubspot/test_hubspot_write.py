@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cxbridge.adapters import RecordRef, WriteOp
 
@@ -53,7 +53,8 @@ def test_upsert_by_unique_property_creates_and_updates(fake, make_adapter):
     ])
     by_key = {r.key: r for r in results}
     assert by_key["u1"].ok and by_key["u1"].source_id == existing
-    assert by_key["u2"].ok and fake.get("contacts", by_key["u2"].source_id) == {"erp_no": "E-2", "cx_tier": "silver"}
+    assert by_key["u2"].ok
+    assert fake.get("contacts", by_key["u2"].source_id) == {"erp_no": "E-2", "cx_tier": "silver"}
 
 
 def test_409_conflict_resolves_to_existing_id(fake, make_adapter):
@@ -71,7 +72,7 @@ def test_409_conflict_resolves_to_existing_id(fake, make_adapter):
 def test_create_task_and_note_associated_to_contact(fake, make_adapter):
     c = fake.add("contacts", {"email": "n@example.com"})
     adapter = make_adapter()
-    due = datetime(2030, 1, 2, tzinfo=timezone.utc)
+    due = datetime(2030, 1, 2, tzinfo=UTC)
     results = adapter.write([
         WriteOp(key="t1", object_type="task", action="create",
                 fields={"subject": "Call back", "body": "Detractor", "due_at": due, "priority": "high"},
