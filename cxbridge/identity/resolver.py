@@ -20,7 +20,10 @@ Tombstones and CRM merges of customer records (``deleted`` / ``merged_into``) go
 
 from __future__ import annotations
 
+import base64
 import logging
+import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +35,6 @@ from ..golden import IN_CHUNK, Contribution, Survivorship, assemble
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
-from ..store.ops import new_id
 from ..sync.bulk import bulk_delete, bulk_upsert
 from .default import decide as default_decide
 from .keys import KeyBuilder
@@ -213,6 +215,26 @@ class IdentityResolver:
         return result
 
 
+_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+class _Ids:
+    """Golden ids for one page: the same format as :func:`cxbridge.store.ops.new_id` (48-bit milliseconds +
+    80 random bits, Crockford base32), random base per page, +1 per id -- so ids stay time-sortable and
+    unique while costing one C-level encode each instead of a locked 26-step loop."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.next: int | None = None
+
+    def __call__(self) -> str:
+        if self.next is None:
+            ms = time.time_ns() // 1_000_000
+            self.next = (ms << 80) | int.from_bytes(os.urandom(10), "big") >> 1  # headroom for +1 steps
+        value, self.next = self.next, self.next + 1
+        return f"{self.prefix}_{base64.b32encode(value.to_bytes(20, 'big'))[6:].translate(_B32).decode()}"
+
+
 def _dedupe_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for row in rows:
@@ -235,6 +257,7 @@ class _PageState:
         self.fresh: set[str] = set()  # created in this page, all links local
         self.affected: set[str] = set()
         self.local: dict[str, LiveItem] = {}
+        self.new_id = _Ids("cus")
 
     def current_links(self, source: str, object_type: str, ids: Sequence[str]) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -278,7 +301,7 @@ class _PageState:
 
     def apply(self, decision: IdentityDecision, current: str | None) -> str:
         if decision.action == "new" or not decision.customer_id:
-            cid = new_id("cus")
+            cid = self.new_id()
             self.fresh.add(cid)
             return cid
         survivor = self.final(decision.customer_id)

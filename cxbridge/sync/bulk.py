@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, Table, and_, bindparam
@@ -31,8 +32,22 @@ class RawJSON(str):
     __slots__ = ()
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+# One encoder for every call: json.dumps with non-default arguments builds a new encoder each time.
+_dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False).encode
+
+
+def _memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A processor that remembers its last value (the page's ``now`` repeats in every row)."""
+    last: list[Any] = [object(), None]
+
+    def memo(v: Any) -> Any:
+        if v is last[0]:
+            return last[1]
+        out = proc(v)
+        last[0], last[1] = v, out
+        return out
+
+    return memo
 
 
 _PROCS: dict[tuple[int, str], list[Callable[[Any], Any] | None]] = {}
@@ -64,6 +79,8 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Cal
 
         else:
             proc = column_type.dialect_impl(dialect).bind_processor(dialect)
+            if proc is not None:
+                proc = _memo(proc)
         _PROCS[cache_key] = [proc]
         out.append(proc)
     return out
@@ -103,8 +120,18 @@ def bulk_upsert(
         )
         _SQL[sql_key] = sql
     procs = _processors(conn, table, cols)
-    pairs = [(c, p) for c, p in zip(cols, procs, strict=True)]
-    params = [tuple(row[c] if p is None else p(row[c]) for c, p in pairs) for row in rows]
+    getter = itemgetter(*cols)
+    converted = [(i, p) for i, p in enumerate(procs) if p is not None]
+    params: list[Any] = []
+    append = params.append
+    if len(cols) == 1:
+        rows_values: Any = ([getter(row)] for row in rows)
+    else:
+        rows_values = (list(getter(row)) for row in rows)
+    for values in rows_values:
+        for i, p in converted:
+            values[i] = p(values[i])
+        append(values)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for part in chunked(params, CHUNK):

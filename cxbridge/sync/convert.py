@@ -100,12 +100,84 @@ def to_email(value: Any) -> str:
     return _email_cache(value)
 
 
+_SEPARATORS = str.maketrans("", "", " -()./\u00a0\t")
+
+
+@lru_cache(maxsize=512)
+def _phone_meta(country_code: int | None, region: str | None) -> tuple[int, str, str | None, Any, Any, Any] | None:
+    """(country code, region, national prefix, pattern, possible lengths, local-only lengths) for the fast path,
+    or None where the region's parsing rules need the full library (prefix transforms, non-geographic codes)."""
+    import re as _re
+
+    import phonenumbers
+    from phonenumbers import PhoneMetadata
+
+    if country_code is not None:
+        region = phonenumbers.region_code_for_country_code(country_code)
+    if not region or region == "001":
+        return None
+    meta = PhoneMetadata.metadata_for_region(region)
+    if meta is None or meta.national_prefix_transform_rule is not None:
+        return None
+    if meta.national_prefix_for_parsing not in (None, meta.national_prefix):
+        return None
+    desc = meta.general_desc
+    pattern = _re.compile(desc.national_number_pattern)
+    return (meta.country_code, region, meta.national_prefix, pattern, frozenset(desc.possible_length),
+            frozenset(desc.possible_length_local_only or ()))
+
+
+def _fast_e164(text: str, default_region: str | None) -> str | None:
+    """E.164 for plainly written numbers without the full parser, or None (then the library decides).
+
+    Only cases where the result provably equals ``phonenumbers.parse`` + ``is_possible_number`` take this
+    path: ASCII digits with common separators; a national prefix is stripped only when the rest matches the
+    region's national number pattern at a possible length; anything else (extensions, letters, leading zeros
+    after the country code, regions with prefix transforms) goes to the library. A test compares both paths.
+    """
+    s = text.translate(_SEPARATORS)
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    if s.startswith("+"):
+        digits = s[1:]
+        if not (digits.isascii() and digits.isdigit()) or len(digits) < 4 or digits[0] == "0":
+            return None
+        import phonenumbers
+
+        for size in (1, 2, 3):
+            if int(digits[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+                break
+        else:
+            return None
+        meta = _phone_meta(int(digits[:size]), None)
+        national = digits[size:]
+        if meta is None or (meta[2] and national.startswith(meta[2])):
+            return None
+    else:
+        if default_region is None or not (s.isascii() and s.isdigit()):
+            return None
+        meta = _phone_meta(None, default_region)
+        if meta is None:
+            return None
+        if s.startswith(str(meta[0])):
+            return None  # the library may read a leading country code without '+' here
+        national = s
+        prefix = meta[2]
+        if prefix and national.startswith(prefix):
+            national = national[len(prefix):]
+            if not meta[3].fullmatch(national):
+                return None
+    if national.startswith("0") or len(national) not in meta[4] or len(national) in meta[5]:
+        return None
+    return f"+{meta[0]}{national}"
+
+
 def make_phone(default_region: str | None) -> Converter:
     """A phone converter to E.164 with ``default_region`` for numbers without a country code."""
 
     @lru_cache(maxsize=65536)
     def _norm(text: str) -> str:
-        return normalize_phone(text, default_region)
+        return _fast_e164(text, default_region) or normalize_phone(text, default_region)
 
     def to_phone(value: Any) -> str:
         if isinstance(value, bool):

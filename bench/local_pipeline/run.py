@@ -1,0 +1,76 @@
+"""Run the local pipeline once: SQL source (local-sql adapter) -> mapping -> identity -> SQLite store.
+
+Prints one JSON line: records, seconds, records/s, peak RSS (MiB) of this process. Run in a fresh process per
+measurement (peak RSS is per process).
+
+Usage: ``python run.py SOURCE.db STORE.db [--profile OUT.html]``
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+    from cxbridge.config import config_from_dict
+    from cxbridge.plugins import get_plugin_manager
+    from cxbridge.sources import build_adapter
+    from cxbridge.store import open_store
+    from cxbridge.sync import SyncEngine
+
+    store_path.unlink(missing_ok=True)
+    # The pipeline only: the local adapter's distribution, no other installed plugins (they have their own
+    # benchmarks); the built-in defaults (identity resolution) are always registered.
+    os.environ["CXBRIDGE_LOAD_PLUGINS"] = "cxbridge-local"
+    pm = get_plugin_manager()
+    config = config_from_dict({
+        "store": {"url": f"sqlite:///{store_path}"},
+        "identity": {"default_region": "DE", "cross_ids": ["erp_no"]},
+        "sources": {"crm": {"adapter": "local-sql", "connection": {
+            "url": f"sqlite:///{source}",
+            "page_size": 1000,
+            "objects": {"customers": {
+                "table": "customers", "entity": "customer", "change_column": "updated_at",
+                "related": {
+                    "emails": {"table": "contact", "fk": "party_id", "value": "value", "where": {"kind": "email"}},
+                    "phones": {"table": "contact", "fk": "party_id", "value": "value", "where": {"kind": "phone"}},
+                },
+                "mapping": {"first_name": "first_name", "last_name": "last_name", "emails": "emails",
+                            "phones": "phones", "external_ids.erp_no": "erp_no", "demographics.country": "country"},
+            }},
+        }}},
+    }, pm=pm)
+    store = open_store(config.store.url)
+    adapter = build_adapter(config, "crm", pm=pm, store=store)
+    engine = SyncEngine(store, config, pm, {"crm": adapter})
+    profiler = None
+    if profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler()
+        profiler.start()
+    start, cpu_start = time.perf_counter(), time.process_time()
+    (run,) = engine.run()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    if profiler:
+        profiler.stop()
+        Path(profile).write_text(profiler.output_text(unicode=False, color=False, show_all=False))
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with store.connect() as conn:
+        customers = conn.exec_driver_sql("SELECT count(*) FROM customers").scalar_one()
+        links = conn.exec_driver_sql("SELECT count(*) FROM source_links").scalar_one()
+    print(json.dumps({"status": run.status, "error": run.error, "records": run.records_read, "pages": run.pages,
+                      "seconds": round(seconds, 2), "records_per_s": round(run.records_read / seconds),
+                      "cpu_seconds": round(cpu, 2), "records_per_cpu_s": round(run.records_read / cpu),
+                      "peak_rss_mib": round(peak_mib, 1), "golden_customers": customers, "links": links}))
+
+
+if __name__ == "__main__":
+    main()
