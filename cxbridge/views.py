@@ -27,39 +27,50 @@ def _live(conn: Connection, customer_id: str) -> str | None:
 
 
 def find_customer_id(conn: Connection, ref: str, *, default_region: str | None = None) -> str:
-    """Resolve ``ref`` (golden id or alias, email, phone, ``source/source_id``) to a live golden id."""
+    """Resolve ``ref`` (golden id or alias, email, phone, ``source/source_id``) to a live golden id.
+
+    Tried in this order: a golden id or alias; ``source/source_id`` of a linked record; an email (any case,
+    surrounding blanks ignored); a phone number in any format (national numbers use ``default_region``;
+    ``030/1234567`` is a phone number when no source ``030`` has a record ``1234567``).
+
+    :raises NotFound: nothing matches (one line naming ``ref`` and the accepted forms).
+    """
     ref = ref.strip()
-    found = _live(conn, ref)
-    if found:
+    if ref and (found := _live(conn, ref)):
         return found
+    if "/" in ref:
+        source, _, source_id = ref.partition("/")
+        row = conn.execute(
+            select(s.source_links.c.customer_id)
+            .where(
+                s.source_links.c.source == source.strip(),
+                s.source_links.c.source_id == source_id.strip(),
+                s.source_links.c.customer_id.is_not(None),
+            )
+            .order_by(s.source_links.c.object_type)
+            .limit(1)
+        ).first()
+        if row is not None and (found := _live(conn, row.customer_id)):
+            return found
     keys: list[str] = []
     if "@" in ref:
         try:
             keys.append(f"email:{normalize_email(ref)}")
         except ValueError:
             pass
-    elif any(ch.isdigit() for ch in ref) and "/" not in ref:
+    elif any(ch.isdigit() for ch in ref):
         try:
             keys.append(f"phone:{normalize_phone(ref, default_region)}")
         except ValueError:
             pass
     if keys:
-        row = conn.execute(
-            select(s.identity_keys.c.customer_id).where(s.identity_keys.c.key.in_(keys)).limit(1)
-        ).first()
-        if row is not None and (found := _live(conn, row.customer_id)):
-            return found
-    if "/" in ref:
-        source, _, source_id = ref.partition("/")
-        row = conn.execute(
-            select(s.source_links.c.customer_id).where(
-                s.source_links.c.source == source,
-                s.source_links.c.source_id == source_id,
-                s.source_links.c.customer_id.is_not(None),
-            )
-        ).first()
-        if row is not None and (found := _live(conn, row.customer_id)):
-            return found
+        for row in conn.execute(
+            select(s.identity_keys.c.customer_id)
+            .where(s.identity_keys.c.key.in_(keys))
+            .order_by(s.identity_keys.c.customer_id)
+        ):
+            if found := _live(conn, row.customer_id):
+                return found
     raise NotFound(f"no customer matches {ref!r} (try an id, an email, a phone number or source/source_id)")
 
 

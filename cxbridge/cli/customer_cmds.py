@@ -22,11 +22,14 @@ customers_app = typer.Typer(help="The 360° view of customers.", no_args_is_help
 def open_bridge(ctx: typer.Context) -> Bridge:
     """A :class:`~cxbridge.Bridge` for the CLI's config and plugin manager."""
     from ..bridge import Bridge
+    from ..config import load_config
     from ..store import open_store
 
     state = get_state(ctx)
-    config = state.load_config()
-    return Bridge(config, open_store(config.store.url, base_dir=config.workspace), state.plugin_manager())
+    pm = state.plugin_manager()
+    # Validate the config with the CLI's own plugin manager (the adapters and traits it knows), not a second one.
+    config = load_config(state.config_path, pm=pm)
+    return Bridge(config, open_store(config.store.url, base_dir=config.workspace), pm)
 
 
 @customers_app.command("show")

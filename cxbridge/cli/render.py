@@ -105,7 +105,7 @@ def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group
 def customers_table(customers: list[Customer], *, title: str = "Customers") -> Table:
     table = Table(title=title)
     for col in ("id", "name", "email", "phone", "sources"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=col in ("id", "email", "phone"))
     for c in customers:
         sources = sorted({link.source for link in c.links})
         table.add_row(
