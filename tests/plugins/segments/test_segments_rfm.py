@@ -165,3 +165,13 @@ def test_batch_traits_match_per_customer_traits() -> None:
     for i, row in enumerate(rows):
         assert row == customer_traits(i, scores, settings, names, "XYZ" if i == 3 else None)
     assert rows[0]["segments.rfm_segment"] is None and rows[1]["segments.rfm_segment"] is not None
+
+
+def test_purchases_before_1970_and_same_day_orders() -> None:
+    from datetime import date
+
+    feats, _ = features_for({"old": [buy("old", date(1965, 5, 1), 10), buy("old", date(1965, 5, 1), 5),
+                                     buy("old", date(2001, 1, 1), 7)]})
+    assert feats.purchases[0] == 3 and feats.purchase_days[0] == 2  # two orders on one day = one transaction
+    assert feats.first_day[0] == day_number(date(1965, 5, 1)) < 0
+    assert feats.repeat_value[0] == pytest.approx(7.0)
