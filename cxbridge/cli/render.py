@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -39,18 +40,37 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _origin(c: Customer, name: str) -> str:
+    """Where a golden field came from: ``source/source_id``; nested fields list each source once."""
+    prov = c.provenance.get(name)
+    if prov is not None:
+        return f"{prov.source}/{prov.source_id}"
+    prefix = name + "."
+    origins = [f"{p.source}/{p.source_id}" for key, p in sorted(c.provenance.items()) if key.startswith(prefix)]
+    return ", ".join(dict.fromkeys(origins))
+
+
 def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group:
-    """The 360° view as rich renderables: identities, attributes with provenance, consent, traits, timeline."""
+    """The 360° view as rich renderables: identities, attributes with provenance, consent, traits, timeline.
+
+    Args:
+        view: the view to render.
+        show_id: show the golden id and the identities' last-modified stamps. Both differ from run to run by
+            nature (ids are generated; a CRM stamps our own write-backs with its clock), so the demo, whose
+            output must be deterministic, hides them.
+    """
     c = view.customer
-    title = c.display_name + (f"  [dim]{c.id}[/dim]" if show_id else "")
+    title = escape(c.display_name) + (f"  [dim]{c.id}[/dim]" if show_id else "")
 
     identities = Table(title="Identities", expand=True, title_justify="left")
-    for col in ("source", "object", "source id", "linked by", "last modified"):
+    columns = ["source", "object", "source id", "linked by"] + (["last modified"] if show_id else [])
+    for col in columns:
         identities.add_column(col)
     for ident in view.identities:
         stamp = ident.modstamp.strftime("%Y-%m-%d %H:%M") if ident.modstamp else ""
         source_id = ident.source_id + (" (deleted)" if ident.deleted else "")
-        identities.add_row(ident.source, ident.object_type, source_id, ident.rule or "", stamp)
+        cells = [ident.source, ident.object_type, source_id, ident.rule or ""] + ([stamp] if show_id else [])
+        identities.add_row(*(escape(cell) for cell in cells))
 
     attributes = Table(title="Attributes (with provenance)", expand=True, title_justify="left")
     attributes.add_column("field")
@@ -61,9 +81,7 @@ def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group
         value = getattr(c, name)
         if value in (None, [], {}) or (hasattr(value, "model_dump") and not _fmt(value)):
             continue
-        prov = c.provenance.get(name)
-        origin = f"{prov.source}/{prov.source_id}" if prov else ""
-        attributes.add_row(name, _fmt(value) if name in dumped else "", origin)
+        attributes.add_row(name, escape(_fmt(value)) if name in dumped else "", escape(_origin(c, name)))
 
     consent = c.consent
     flags = [
@@ -71,7 +89,14 @@ def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group
         for name in ("email_opt_out", "phone_opt_out", "sms_opt_out", "processing_opt_out", "erased")
         if getattr(consent, name)
     ]
-    consent_line = "Consent: " + (", ".join(flags) if flags else "no opt-outs")
+    consent_line = "Consent: " + (
+        ", ".join(
+            f"{flag} (from {escape(origin)})" if (origin := _origin(c, f"consent.{flag}")) else flag
+            for flag in flags
+        )
+        if flags
+        else "no opt-outs"
+    )
 
     traits = Table(title="Traits", expand=True, title_justify="left")
     traits.add_column("trait")
@@ -81,7 +106,7 @@ def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group
         value = trait.value
         if isinstance(value, float):
             value = f"{value:.2f}"
-        traits.add_row(name, _fmt(value), trait.producer)
+        traits.add_row(escape(name), escape(_fmt(value)), escape(trait.producer))
 
     timeline = Table(title=f"Interactions (latest {len(view.interactions)})", expand=True, title_justify="left")
     for col in ("when", "source", "channel", "type", "amount", "subject"):
@@ -90,11 +115,11 @@ def customer_360_renderable(view: Customer360, *, show_id: bool = True) -> Group
         amount = f"{i.amount:.2f} {i.currency or ''}".strip() if i.amount is not None else ""
         timeline.add_row(
             i.occurred_at.strftime("%Y-%m-%d"),
-            i.source,
+            escape(i.source),
             i.channel.value,
             i.type.value,
-            amount,
-            (i.subject or i.content or "")[:60],
+            escape(amount),
+            escape((i.subject or i.content or "")[:60]),
         )
     parts: list[Any] = [identities, attributes, consent_line, traits, timeline]
     if view.open_writes:
@@ -110,10 +135,10 @@ def customers_table(customers: list[Customer], *, title: str = "Customers") -> T
         sources = sorted({link.source for link in c.links})
         table.add_row(
             c.id,
-            c.display_name,
-            c.emails[0] if c.emails else "",
+            escape(c.display_name),
+            escape(c.emails[0]) if c.emails else "",
             c.phones[0] if c.phones else "",
-            ", ".join(sources),
+            escape(", ".join(sources)),
         )
     return table
 

@@ -6,6 +6,7 @@ summary prints no golden ids or timings (those differ per run by nature).
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from sqlalchemy import func, select
 
 from ..errors import ConfigError
 from . import data
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import pluggy
@@ -43,6 +46,8 @@ class DemoResult:
     tiers: dict[str, int] = field(default_factory=dict)
     sample_email: str | None = None
     shop_written: dict[str, int] = field(default_factory=dict)
+    jobs: list[str] = field(default_factory=list)
+    job_failures: dict[str, str] = field(default_factory=dict)
 
 
 def prepare_workspace(directory: Path, pm: pluggy.PluginManager) -> Path:
@@ -133,6 +138,25 @@ def _shop_written(workspace: Path) -> dict[str, int]:
     return {"cx_segment": segment, "cx_tier": tier}
 
 
+def _run_jobs(bridge: Bridge) -> tuple[list[str], dict[str, str]]:
+    """Run every registered plugin job once (in name order); a job that raises is reported, not fatal."""
+    from ..plugins import collect_jobs
+
+    ran: list[str] = []
+    failures: dict[str, str] = {}
+    for name, job in sorted(collect_jobs(bridge.pm).items()):
+        context = bridge.context()
+        try:
+            job.func(context)
+            context.flush()
+        except Exception as exc:  # a plugin's job must not stop the demo
+            logger.warning("demo: job %s failed: %s", name, exc)
+            failures[name] = f"{type(exc).__name__}: {exc}"
+        else:
+            ran.append(name)
+    return ran, failures
+
+
 def run_demo(directory: Path, *, pm: pluggy.PluginManager, console: Console | None = None) -> DemoResult:
     """Create the workspace, sync both CRMs, deliver write-backs, sync again (nothing is re-done), report."""
     from ..bridge import Bridge
@@ -141,6 +165,8 @@ def run_demo(directory: Path, *, pm: pluggy.PluginManager, console: Console | No
     result = DemoResult(workspace=config_path.parent)
     with Bridge.from_config(config_path, pm=pm) as bridge:
         result.runs = bridge.sync()
+        # What the daemon would do next: the plugins' periodic jobs (model refits...) over the synced data.
+        result.jobs, result.job_failures = _run_jobs(bridge)
         result.delivery = bridge.deliver_writes()
         # The shop now shows our writes as changes; the next sync must recognise them as our own.
         result.second_runs = bridge.sync()
@@ -179,6 +205,9 @@ def _print(console: Console, bridge: Bridge, result: DemoResult) -> None:
         summary.add_row(f"linked records {key}", str(n))
     summary.add_row("interactions", str(st["interactions"]))
     summary.add_row("traits computed", str(st["traits"]))
+    summary.add_row("plugin jobs run", ", ".join(result.jobs) or "none")
+    for name, error in result.job_failures.items():
+        summary.add_row(f"job {name} FAILED", error)
     summary.add_row("quarantined records", str(st["quarantine_open"]))
     summary.add_row("write-backs sent / pending / dead",
                     " / ".join(str(st["outbox"].get(k, 0)) for k in ("sent", "pending", "dead")))
