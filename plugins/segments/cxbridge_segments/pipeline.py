@@ -113,9 +113,14 @@ def fit_from_context(context: PluginContext, settings: SegmentsSettings, batch_s
 
 
 def ensure_state(context: PluginContext, settings: SegmentsSettings) -> tuple[ModelState, bool]:
-    """The cached state, fitting one first if this process has none (or the settings changed)."""
+    """The cached state, fitting one first if this process has none (or the settings changed).
+
+    A state fitted on fewer than ``clv.min_customers`` purchasers is provisional (a young store, or the first
+    batch of an initial sync that has customers but no orders yet): it is refitted on every call until the
+    base is large enough. Refitting such a small base is cheap.
+    """
     state = get_state(context, settings)
-    if state is not None:
+    if state is not None and state.purchasers >= settings.clv.min_customers:
         return state, False
     return fit_from_context(context, settings), True
 
