@@ -43,7 +43,7 @@ from .paging import ListPager, SearchPager
 from .streams import SPECS, StreamSpec, parse_time, to_ms, to_record
 from .write import Writer
 
-__all__ = ["HubSpotAdapter"]
+__all__ = ["HubSpotAdapter", "pending_key", "queue_rereads"]
 
 log = logging.getLogger(__name__)
 _SWEEP_MARGIN_MS = 300_000
@@ -51,6 +51,18 @@ _SWEEP_MARGIN_MS = 300_000
 #: Source: https://developers.hubspot.com/docs/api/oauth/scopes
 READ_SCOPES = {"contacts": "crm.objects.contacts.read", "companies": "crm.objects.companies.read",
                "deals": "crm.objects.deals.read", "tickets": "tickets"}
+
+
+def pending_key(stream: str) -> str:
+    """The source-state key of ids waiting for a targeted re-read of ``stream``."""
+    return f"webhook.pending.{stream}"
+
+
+def queue_rereads(state: Any, stream: str, ids: Sequence[str]) -> None:
+    """Queue ids for a targeted re-read at the start of the stream's next incremental read."""
+    key = pending_key(stream)
+    current = [str(i) for i in (state.get(key) or [])]
+    state.set(key, current + [str(i) for i in ids if str(i) not in set(current)])
 
 
 def _dt(ms: int) -> datetime:
@@ -128,11 +140,24 @@ class HubSpotAdapter(Adapter):
             if last_list is None or last_list.state.get("phase") != "search":
                 return
             cursor = last_list  # the load is done: go on with what changed while it ran
+        else:
+            yield from self._pending_rereads(spec, cursor)
         last = cursor
         for page in self._read_search(spec, props, cursor, skip):
             last = page.cursor
             yield page
         yield from self._sweep_archived(spec, last)
+
+    def _pending_rereads(self, spec: StreamSpec, cursor: Cursor) -> Iterator[Page]:
+        """Ids queued by the webhook receiver (:func:`queue_rereads`), re-read first; the cursor stays put."""
+        key = pending_key(spec.name)
+        pending = [str(i) for i in (self.context.state.get(key) or [])]
+        if not pending:
+            return
+        for page in self.read_ids(spec.name, pending):
+            yield Page(page.records, cursor, api_calls=page.api_calls)
+        left = [i for i in (self.context.state.get(key) or []) if str(i) not in set(pending)]
+        self.context.state.set(key, left or None)
 
     def _calls(self) -> int:
         return self.client.api_calls
@@ -259,7 +284,7 @@ class HubSpotAdapter(Adapter):
             now = self.context.now()
             for missing in (i for i in chunk if i not in accounted):
                 records.append(SourceRecord(source=self.context.source, object_type=spec.name, source_id=missing,
-                                            modstamp=now, deleted=True))
+                                            modstamp=now, deleted=True, merged_into=None))
             yield Page(records, Cursor(state={"phase": "targeted"}), api_calls=self._calls() - mark)
 
     def list_ids(self, stream: str) -> Iterator[str]:

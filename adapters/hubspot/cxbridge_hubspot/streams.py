@@ -131,7 +131,7 @@ def to_record(
         fields["_cx"] = cx
     out = [SourceRecord(source=source, object_type=spec.name, source_id=source_id, modstamp=modstamp,
                         fields=fields if not archived else {"archivedAt": obj.get("archivedAt")},
-                        deleted=archived, associations=links)]
+                        deleted=archived, merged_into=None, associations=links)]
     merged = str(props.get("hs_merged_object_ids") or "")
     for old in (m.strip() for m in merged.split(";")):
         if old and old != source_id:

@@ -243,9 +243,12 @@ class WebhookReceiver:
 
 
 def bridge_receiver(bridge: Any) -> WebhookReceiver:
-    """A receiver on the daemon's bridge: secrets from the config, the store's inbox, re-reads through the
-    source's adapter handed to ``bridge.ingest_pages(source, stream, pages)`` and erasures to
-    ``bridge.erase_source_records(source, object_type, ids)`` when the core offers them.
+    """A receiver on the daemon's bridge: secrets from the config, the store's inbox, and
+
+    - re-reads handed to ``bridge.ingest_pages(source, stream, pages)`` when the core offers it; otherwise the
+      ids are queued in the source's state and re-read first by the stream's next incremental run;
+    - privacy deletions erased with ``bridge.erase_source_records(source, object_type, ids)`` when offered,
+      else through ``bridge.forget`` on the golden customer linked to the contact.
     """
 
     def connection(source: str) -> Any:
@@ -257,24 +260,40 @@ def bridge_receiver(bridge: Any) -> WebhookReceiver:
         return conn.signing_secret() if conn is not None else None
 
     def dispatch(source: str, plan: WebhookPlan) -> None:
-        adapter = bridge.adapter(source)
+        if plan.erase:
+            erase = getattr(bridge, "erase_source_records", None)
+            if erase is not None:
+                erase(source, "contacts", plan.erase)
+            else:
+                _forget_contacts(bridge, source, plan.erase)
         ingest = getattr(bridge, "ingest_pages", None)
         for stream, ids in plan.reread.items():
-            pages = adapter.read_ids(stream, ids)
-            if ingest is None:
-                raise RuntimeError("the core offers no Bridge.ingest_pages; changes arrive with the next poll")
-            ingest(source, stream, pages)
-        erase = getattr(bridge, "erase_source_records", None)
-        if plan.erase:
-            if erase is None:
-                raise RuntimeError("the core offers no Bridge.erase_source_records")
-            erase(source, "contacts", plan.erase)
+            if ingest is not None:
+                ingest(source, stream, bridge.adapter(source).read_ids(stream, ids))
+            else:
+                from cxbridge.store.state import SourceState
+
+                from .adapter import queue_rereads
+
+                queue_rereads(SourceState(bridge.store, source), stream, ids)
 
     return WebhookReceiver(
         secret_for=secret_for, inbox=StoreInbox(bridge.store), dispatch=dispatch,
         url_for=lambda s: getattr(connection(s), "webhook_url", None),
         streams_for=lambda s: getattr(connection(s), "streams", None),
     )
+
+
+def _forget_contacts(bridge: Any, source: str, ids: Iterable[str]) -> None:
+    from cxbridge.errors import NotFound
+
+    for contact_id in ids:
+        try:
+            customer_id = bridge.find_customer_id(f"{source}/{contact_id}")
+        except NotFound:
+            continue  # never synced: nothing of the person is stored
+        bridge.forget(customer_id)
+        log.info("hubspot privacy deletion erased a customer", extra={"source": source})
 
 
 async def webhook_endpoint(request: Any) -> Any:

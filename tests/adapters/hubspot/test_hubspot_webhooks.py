@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -128,3 +129,48 @@ def test_store_inbox_persists_seen_ids(sqlite_store, fake):
         rows = conn.execute(select(schema.inbox.c.source, schema.inbox.c.status)).all()
     assert sorted(tuple(r) for r in rows) == [("hs", "processed"), ("other", "new")]
     json.dumps([dict(r._mapping) for r in rows])
+
+
+def test_bridge_receiver_queues_rereads_for_the_next_run(fake, sqlite_store, plugin_manager, register_plugin):
+    """Without Bridge.ingest_pages the ids wait in the source state; the next run re-reads them first."""
+    from types import SimpleNamespace
+
+    from cxbridge.adapters import Cursor
+    from cxbridge.config import config_from_dict
+    from cxbridge.store.state import SourceState
+    from cxbridge_hubspot import HubSpotAdapter
+    from cxbridge_hubspot.testing import make_context
+    from cxbridge_hubspot.webhooks import bridge_receiver
+
+    register_plugin(plugin, name="hubspot")
+    cfg = config_from_dict({"sources": {"hs": {"adapter": "hubspot", "connection": {
+        "auth": {"type": "private_app", "token": "pat-test"}, "webhook_client_secret": SECRET,
+        "webhook_url": URL, "streams": ["contacts"]}}}}, pm=plugin_manager, env={})
+    state = SourceState(sqlite_store, "hs")
+    adapter = HubSpotAdapter(cfg.sources["hs"].connection, make_context(fake, source="hs", state=state))
+    forgotten: list = []
+    bridge = SimpleNamespace(config=cfg, store=sqlite_store, adapter=lambda s: adapter,
+                             find_customer_id=lambda ref: "cust-1" if ref == "hs/77" else None,
+                             forget=forgotten.append)
+    app = build_app(plugin_manager)
+    app.state.bridge = bridge
+    client = TestClient(app)
+
+    c = fake.add("contacts", {"email": "q@example.com", "firstname": "Q"})
+    fake.clock.sleep(5)
+    cursor = Cursor(modstamp=fake.clock.now(), state={"phase": "search", "mode": "range"})
+    fake.search_index_lag = 3600.0  # the search index has not caught up: only a targeted read sees it
+    fake.update("contacts", c, {"firstname": "Quinn"})
+    events = [{"eventId": 31, "subscriptionType": "contact.propertyChange", "objectId": int(c)},
+              {"eventId": 32, "subscriptionType": "contact.privacyDeletion", "objectId": 77}]
+    app.state.hubspot_webhooks = None
+    now_ms = int(time.time() * 1000)  # the bridge's receiver runs on the wall clock
+    assert _post(client, fake, events, ts=now_ms).status_code == 200
+    assert forgotten == ["cust-1"]
+    assert state.get("webhook.pending.contacts") == [c, "77"]
+
+    records = [r for page in adapter.read("contacts", cursor) for r in page.records]
+    by_id = {r.source_id: r for r in records}
+    assert by_id[c].fields["firstname"] == "Quinn" and by_id["77"].deleted
+    assert state.get("webhook.pending.contacts") is None
+    assert _post(client, fake, events, ts=now_ms).json() == {"accepted": 0, "duplicates": 2}  # store inbox
