@@ -135,12 +135,12 @@ def test_bridge_receiver_queues_rereads_for_the_next_run(fake, sqlite_store, plu
     """Without Bridge.ingest_pages the ids wait in the source state; the next run re-reads them first."""
     from types import SimpleNamespace
 
+    from cxbridge_hubspot import HubSpotAdapter
+    from cxbridge_hubspot.testing import make_context
+
     from cxbridge.adapters import Cursor
     from cxbridge.config import config_from_dict
     from cxbridge.store.state import SourceState
-    from cxbridge_hubspot import HubSpotAdapter
-    from cxbridge_hubspot.testing import make_context
-    from cxbridge_hubspot.webhooks import bridge_receiver
 
     register_plugin(plugin, name="hubspot")
     cfg = config_from_dict({"sources": {"hs": {"adapter": "hubspot", "connection": {
