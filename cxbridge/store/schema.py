@@ -39,7 +39,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-__all__ = ["UTCDateTime", "metadata"]
+__all__ = ["UTCDateTime", "key_string", "metadata"]
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -89,8 +89,21 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 TS = UTCDateTime()
-ID = String(64)
-NAME = String(255)
+
+
+def key_string(length: int, mysql_length: int | None = None) -> TypeEngine[str]:
+    """A string that takes part in keys and lookups: compared case-sensitively on every backend.
+
+    MySQL/MariaDB compare case-insensitively by default and limit an InnoDB index to 3072 bytes (768 utf8mb4
+    characters), so there these columns are ``utf8mb4_bin`` and, where a composite key would exceed the
+    limit, shorter (``mysql_length``). SQLite and PostgreSQL get ``VARCHAR(length)``.
+    """
+    variant = mysql.VARCHAR(mysql_length or length, charset="utf8mb4", collation="utf8mb4_bin")
+    return String(length).with_variant(variant, "mysql", "mariadb")
+
+
+ID = key_string(64)
+NAME = key_string(255, 191)
 
 # ---------------------------------------------------------------------------------------------- golden records
 
@@ -185,7 +198,7 @@ source_links = Table(
 identity_keys = Table(
     "identity_keys",
     metadata,
-    Column("key", String(400), primary_key=True),  # email:<e> | phone:<E.164> | xid:<name>:<value>
+    Column("key", key_string(400, 190), primary_key=True),  # email:<e> | phone:<E.164> | xid:<name>:<value>
     Column("source", NAME, primary_key=True),
     Column("object_type", NAME, primary_key=True),
     Column("source_id", NAME, primary_key=True),

@@ -14,6 +14,12 @@ from cxbridge.store.migrate import alembic_config, current_revision, head_revisi
 pytest_plugins = ["cxbridge.testing.stores"]
 
 
+@pytest.fixture(params=["sqlite", "postgres", "mysql"])
+def store(request: pytest.FixtureRequest, store_factory) -> Store:
+    """The store-level suite also runs on MySQL/MariaDB (a supported, if not the recommended, server)."""
+    return store_factory(request.param, fresh=False)
+
+
 def _reflect(store: Store) -> dict[str, dict[str, bool]]:
     insp = inspect(store.engine)
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
+from sqlalchemy import String
 
 from cxbridge.store.schema import UTCDateTime, metadata
 
@@ -16,6 +17,13 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> Any:
     if type_ == "type" and isinstance(obj, UTCDateTime):
         autogen_context.imports.add("from cxbridge.store.schema import UTCDateTime")
         return "UTCDateTime()"
+    variants = getattr(obj, "_variant_mapping", None) if type_ == "type" and isinstance(obj, String) else None
+    if variants and "mysql" in variants:
+        autogen_context.imports.add("from cxbridge.store.schema import key_string")
+        mysql_length = variants["mysql"].length
+        if mysql_length == obj.length:
+            return f"key_string({obj.length})"
+        return f"key_string({obj.length}, {mysql_length})"
     return False
 
 
