@@ -34,18 +34,18 @@ def _bridge_context(ctx: typer.Context) -> Iterator[Any]:
     import cxbridge
     from cxbridge.cli.context import get_state
 
+    from .pipeline import flush
+
     try:
         bridge_cls = cxbridge.Bridge
     except (AttributeError, ImportError) as exc:
         raise typer.BadParameter(f"this cxbridge core has no Bridge API ({exc})") from None
-    bridge = bridge_cls.from_config(get_state(ctx).config_path)
+    state = get_state(ctx)
+    bridge = bridge_cls.from_config(state.config_path, pm=state.plugin_manager())
     try:
         context = bridge.context()
-        if hasattr(context, "__enter__"):
-            with context as entered:
-                yield entered
-        else:
-            yield context
+        yield context
+        flush(context)  # apply what the command collected (traits, events) in one transaction
     finally:
         close = getattr(bridge, "close", None)
         if callable(close):

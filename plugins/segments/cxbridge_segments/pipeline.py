@@ -28,7 +28,7 @@ from .settings import SegmentsSettings
 from .state import get_state, put_state
 from .traits import PRODUCER, batch_traits, cleared_traits, rule_trait
 
-__all__ = ["RescoreStats", "as_of", "ensure_state", "refit", "rescore", "settings_of"]
+__all__ = ["RescoreStats", "as_of", "ensure_state", "flush", "refit", "rescore", "settings_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -240,13 +240,45 @@ def _apply_rules(
             stats.events += 1
 
 
-def refit(context: PluginContext, batch_size: int = 5000) -> RescoreStats:
-    """Refit the model on every customer, then re-score every customer in batches."""
+def flush(context: PluginContext) -> int:
+    """Apply what a collecting context gathered so far, and hand its events to ``events_emitted``.
+
+    The core's store context (``cxbridge.sync.StoreContext``, also what ``Bridge.context()`` returns)
+    collects traits, actions and events until ``flush()``. Long jobs and commands call this after every
+    batch so memory stays bounded and each batch commits on its own. Contexts without ``flush`` (the test kit's
+    :class:`~cxbridge.testing.MemoryContext`) write through; then this does nothing. Returns the number of
+    events delivered.
+    """
+    apply = getattr(context, "flush", None)
+    if not callable(apply):
+        return 0
+    report = apply()
+    events = list(getattr(report, "events", None) or [])
+    pm = getattr(context, "pm", None)
+    if events and pm is not None:
+        from cxbridge.plugins import call_isolated
+
+        call_isolated(pm, "events_emitted", context=context, events=events)
+        if getattr(context, "pending", False):  # reactions of other plugins
+            apply()
+    return len(events)
+
+
+def refit(
+    context: PluginContext, batch_size: int = 5000, *, flush_batches: bool = True
+) -> RescoreStats:
+    """Refit the model on every customer, then re-score every customer in batches.
+
+    :param flush_batches: flush a collecting context after every batch (see :func:`flush`); pass False
+        when the caller owns the transaction.
+    """
     settings = settings_of(context)
     state = fit_from_context(context, settings, batch_size=batch_size)
     total = RescoreStats(refitted=True, state=state)
     for batch in context.iter_customers(batch_size=batch_size):
         stats = rescore(context, [c.id for c in batch], state=state)
+        if flush_batches:
+            flush(context)
         total.customers += stats.customers
         total.skipped_opt_out += stats.skipped_opt_out
         total.rule_errors += stats.rule_errors

@@ -38,9 +38,10 @@ def config_loaded(config: Any, settings: Mapping[str, Any]) -> None:
 
 @hookimpl
 def register_traits() -> Iterable[TraitInfo]:
+    from .settings import RULE_NAMES_SEEN
     from .traits import trait_infos
 
-    return trait_infos(_RULE_NAMES)
+    return trait_infos(sorted(set(_RULE_NAMES) | RULE_NAMES_SEEN))
 
 
 @hookimpl

@@ -43,6 +43,12 @@ __all__ = [
 ]
 
 
+#: Rule names of every validated settings object in this process. The core validates write-back rules
+#: (``collect_traits``) before it calls ``config_loaded``, so ``register_traits`` declares the per-rule traits
+#: (``segments.rule.<name>``) from here; a write-back rule can then target a rule segment.
+RULE_NAMES_SEEN: set[str] = set()
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -182,6 +188,7 @@ class SegmentsSettings(_Settings):
                 raise ValueError(f"plugins.segments.rules.{name}: rule names must be lower snake case")
             compiled[name] = compile_rule(expression, key=f"plugins.segments.rules.{name}")
         self._compiled = compiled
+        RULE_NAMES_SEEN.update(compiled)
         return self
 
     @property

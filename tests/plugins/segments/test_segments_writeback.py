@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from cxbridge_segments import plugin
+from cxbridge_segments.state import clear_states
 from sqlalchemy import select
 
 from cxbridge.adapters import StreamInfo
 from cxbridge.outbox import deliver
 from cxbridge.store import schema as s
 from cxbridge.testing.memory import MemoryAdapter, memory_setup
-from cxbridge_segments import plugin
-from cxbridge_segments.state import clear_states
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 T = NOW - timedelta(days=1)
@@ -55,6 +55,7 @@ WRITEBACK = [
     {"trait": "segments.rfm_segment", "source": "shop", "object_type": "customers", "field": "cx_rfm"},
     {"trait": "segments.service_level.response_time_hours", "source": "shop", "object_type": "customers",
      "field": "cx_response_hours"},
+    {"trait": "segments.rule.lapsed_gold", "source": "shop", "object_type": "customers", "field": "cx_winback"},
 ]
 
 
@@ -111,6 +112,7 @@ def test_segment_traits_are_written_back_to_the_crm(store: Any) -> None:
         assert live[sid]["cx_tier"] == tier_of(revenue[sid])
         assert live[sid]["cx_response_hours"] == {"gold": 2, "silver": 24, "bronze": 72}[tier_of(revenue[sid])]
         assert live[sid].get("cx_rfm") == traits[(golden[sid], "segments.rfm_segment")]
+        assert live[sid].get("cx_winback") is (sid == "24")
     writes = len(adapter.writes)
     # The echo of our own writes is no new work: a second sync writes nothing more.
     engine.run()
@@ -125,3 +127,38 @@ def test_segment_traits_are_written_back_to_the_crm(store: Any) -> None:
     new = adapter.writes[writes:]
     assert {op.source_id for op in new} == {"5"}
     assert adapter.live("customers")["5"]["cx_tier"] == "gold"
+
+
+def test_refit_job_on_a_store_context_commits_batches_and_delivers_events(store: Any) -> None:
+    from cxbridge.sync import StoreContext
+
+    adapter = shop()
+    load(adapter)
+    seen: list[dict[str, Any]] = []
+
+    class Listener:
+        from cxbridge import hookimpl
+
+        @hookimpl
+        def events_emitted(self, context: Any, events: Any) -> None:
+            seen.extend(events)
+
+    settings = {**SETTINGS, "rules": {"big": "revenue >= 600"}}
+    engine = memory_setup(store, {"shop": adapter}, plugins=(Listener(),),
+                          config={"sync": {"lookback_seconds": 0}}, now=lambda: NOW)
+    engine.run()  # the segments plugin is not registered yet: no traits so far
+    engine.pm.register(plugin)
+    from cxbridge.config import config_from_dict
+
+    config = config_from_dict({"sources": {"shop": {"adapter": "memory-shop"}},
+                               "plugins": {"segments": settings}}, pm=engine.pm)
+    context = StoreContext(store, config, engine.pm, now=NOW)
+    plugin.refit_job(context)
+    assert not context.pending  # flushed batch by batch by the job itself
+    with store.connect() as conn:
+        tiers = [r.value for r in conn.execute(select(s.traits.c.value).where(s.traits.c.name == "segments.tier"))]
+        stored = [r.name for r in conn.execute(select(s.events.c.name))]
+    assert len(tiers) == 25 and tiers.count("gold") == 8  # customers 17..24 reached 1,000 EUR
+    members = 15  # customers 10..24 reached 600 EUR
+    assert stored.count("segments.entered") == members
+    assert sum(1 for e in seen if e["name"] == "segments.entered") == members
