@@ -16,6 +16,12 @@ __all__ = ["finish_run", "last_runs", "start_run", "update_run"]
 
 
 def start_run(conn: Connection, info: SyncRunInfo, *, full: bool, cursor: Cursor) -> None:
+    """Insert the run's row. Runs of the same stream still marked ``running`` died (kill -9, power loss):
+    one writer per stream is guaranteed by the scheduler's lock, so they are marked ``failed``."""
+    r = s.sync_runs
+    conn.execute(update(r).where(r.c.source == info.source, r.c.stream == info.stream, r.c.status == "running")
+                 .values(status="failed", finished_at=info.started_at,
+                         error="interrupted: the process ended without finishing the run (resumed later)"))
     conn.execute(s.sync_runs.insert().values(
         id=info.id, source=info.source, stream=info.stream, status="running", full=full,
         started_at=info.started_at, heartbeat_at=info.started_at, cursor_before=cursor.to_json(),
