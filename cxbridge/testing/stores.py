@@ -37,7 +37,9 @@ import pytest
 from cxbridge.store import Store, open_store
 
 __all__ = [
+    "MYSQL_URL",
     "POSTGRES_URL",
+    "StoreFactory",
     "mysql_available",
     "mysql_store",
     "postgres_available",
@@ -201,12 +203,25 @@ def _empty(store: Store) -> None:
                 conn.exec_driver_sql(f"DELETE FROM `{name}`")
 
 
-class _Stores:
-    """Creates stores for one test and cleans them up."""
+class StoreFactory:
+    """Creates migrated stores and cleans them up (:meth:`cleanup`); the ``store_factory`` fixture is one.
 
-    def __init__(self, tmp_path: Path, shared: _Shared) -> None:
+    Usable outside a test function too (module-scoped fixtures)::
+
+        factory = StoreFactory(tmp_path_factory.mktemp("stores"))
+        try:
+            store = factory("postgres")
+        finally:
+            factory.cleanup()
+
+    :param tmp_path: folder for SQLite files.
+    :param shared: the session's shared databases (the fixtures pass it; default: private to this factory).
+    """
+
+    def __init__(self, tmp_path: Path, shared: _Shared | None = None) -> None:
         self.tmp_path = tmp_path
-        self.shared = shared
+        self._own_shared = shared is None
+        self.shared = shared if shared is not None else _Shared(tmp_path)
         self.opened: list[Store] = []
         self.schemas: list[str] = []
         self.databases: list[str] = []
@@ -264,6 +279,11 @@ class _Stores:
             _drop_pg_schemas(self.schemas)
         if self.databases:
             _drop_mysql_databases(self.databases)
+        if self._own_shared:
+            self.shared.cleanup()
+
+
+_Stores = StoreFactory  # earlier name, still used by some tests
 
 
 @pytest.fixture(scope="session")
@@ -276,10 +296,10 @@ def _cxbridge_shared_stores(tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 
 @pytest.fixture
-def store_factory(tmp_path: Path, _cxbridge_shared_stores: _Shared) -> Iterator[_Stores]:
+def store_factory(tmp_path: Path, _cxbridge_shared_stores: _Shared) -> Iterator[StoreFactory]:
     """``(backend) -> Store`` ("sqlite", "postgres", "mysql"): a new migrated database on every call (closed
     and dropped afterwards); ``fresh=False`` gives the session's shared one, emptied."""
-    stores = _Stores(tmp_path, _cxbridge_shared_stores)
+    stores = StoreFactory(tmp_path, _cxbridge_shared_stores)
     try:
         yield stores
     finally:
@@ -287,24 +307,24 @@ def store_factory(tmp_path: Path, _cxbridge_shared_stores: _Shared) -> Iterator[
 
 
 @pytest.fixture
-def sqlite_store(store_factory: _Stores) -> Store:
+def sqlite_store(store_factory: StoreFactory) -> Store:
     """A migrated SQLite store in a temporary file."""
     return store_factory.sqlite()
 
 
 @pytest.fixture
-def postgres_store(store_factory: _Stores) -> Store:
+def postgres_store(store_factory: StoreFactory) -> Store:
     """A migrated, empty PostgreSQL store (skipped with the reason when PostgreSQL is absent)."""
     return store_factory.postgres(fresh=False)
 
 
 @pytest.fixture
-def mysql_store(store_factory: _Stores) -> Store:
+def mysql_store(store_factory: StoreFactory) -> Store:
     """A migrated, empty MySQL/MariaDB store (skipped with the reason when the server is absent)."""
     return store_factory.mysql(fresh=False)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def store(request: pytest.FixtureRequest, store_factory: _Stores) -> Store:
+def store(request: pytest.FixtureRequest, store_factory: StoreFactory) -> Store:
     """A migrated, empty store, once per backend (SQLite, PostgreSQL)."""
     return store_factory(request.param, fresh=False)
