@@ -105,14 +105,14 @@ def compute_features(table: PurchaseTable, n: int, as_of_day: int) -> CustomerFe
     amount = table.amount[keep].astype(np.float64, copy=False)
     is_purchase = table.is_purchase[keep]
 
-    net = np.bincount(cust, weights=amount, minlength=n)
+    net = np.bincount(cust, weights=amount, minlength=n).astype(np.float64)
     unknown = np.bincount(cust[table.unknown_currency[keep]], minlength=n) > 0
 
     pc = cust[is_purchase]
     pd_ = day[is_purchase]
     pa = amount[is_purchase]
     purchases = np.bincount(pc, minlength=n).astype(np.int64)
-    gross = np.bincount(pc, weights=pa, minlength=n)
+    gross = np.bincount(pc, weights=pa, minlength=n).astype(np.float64)
 
     # First / last purchase day by unbuffered min / max; distinct purchase days by one sort of
     # (customer, day) keys -- about 4x cheaper than np.unique(..., return_inverse=True) on 10M rows.
@@ -126,7 +126,7 @@ def compute_features(table: PurchaseTable, n: int, as_of_day: int) -> CustomerFe
     distinct = keys[np.r_[True, keys[1:] != keys[:-1]]] if keys.size else keys
     purchase_days = np.bincount(distinct >> _DAY_BITS, minlength=n).astype(np.int64)
     on_first = pd_ == first_day[pc]
-    first_value = np.bincount(pc[on_first], weights=pa[on_first], minlength=n)
+    first_value = np.bincount(pc[on_first], weights=pa[on_first], minlength=n).astype(np.float64)
 
     # Repeat value net of refunds: refunds are allocated pro rata to gross spend.
     with np.errstate(divide="ignore", invalid="ignore"):
