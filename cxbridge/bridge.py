@@ -178,11 +178,12 @@ class Bridge:
             return customer_360(conn, customer_id, interactions=interactions)
 
     def search_customers(self, query: str, *, limit: int = 20) -> list[Customer]:
-        """Customers whose name, email or phone contains ``query`` (case-insensitive)."""
+        """Customers whose name, any email or any phone contains ``query`` (case-insensitive; a phone number
+        in any format also finds its E.164 form)."""
         from .views import search_customers
 
         with self.store.connect() as conn:
-            return search_customers(conn, query, limit=limit)
+            return search_customers(conn, query, limit=limit, default_region=self.config.identity.default_region)
 
     def export(self, kind: str, fmt: str, out: Any, *, batch_size: int = 1000) -> int:
         """Write ``customers``, ``interactions`` or ``links`` as ``jsonl`` or ``csv`` to a text stream.

@@ -20,7 +20,7 @@ from .store import schema as s
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
-__all__ = ["EXPORT_FORMATS", "EXPORT_KINDS", "export"]
+__all__ = ["EXPORT_FORMATS", "EXPORT_KINDS", "check_export", "export"]
 
 EXPORT_KINDS = ("customers", "interactions", "links")
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -114,15 +114,25 @@ def _cell(value: Any) -> Any:
     return "" if value is None else value
 
 
-def export(conn: Connection, kind: str, fmt: str, out: IO[str], *, batch_size: int = 1000) -> int:
-    """Write ``kind`` rows to ``out`` in ``fmt``; return the number of rows.
+def check_export(kind: str, fmt: str, batch_size: int = 1000) -> None:
+    """Validate the arguments of :func:`export` (before anything is opened or written).
 
-    :raises ConfigError: unknown kind or format (names the allowed values).
+    :raises ConfigError: unknown kind or format (names the allowed values), batch size below 1.
     """
     if kind not in EXPORT_KINDS:
         raise ConfigError(f"unknown export {kind!r}; choose one of {', '.join(EXPORT_KINDS)}", key="export")
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}", key="--format")
+    if batch_size < 1:
+        raise ConfigError(f"batch size must be at least 1, got {batch_size}", key="batch_size")
+
+
+def export(conn: Connection, kind: str, fmt: str, out: IO[str], *, batch_size: int = 1000) -> int:
+    """Write ``kind`` rows to ``out`` in ``fmt``; return the number of rows.
+
+    :raises ConfigError: unknown kind or format (names the allowed values).
+    """
+    check_export(kind, fmt, batch_size)
     columns, rows = _rows(conn, kind, batch_size)
     n = 0
     if fmt == "jsonl":

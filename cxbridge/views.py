@@ -124,9 +124,31 @@ def customer_360(conn: Connection, customer_id: str, *, interactions: int = 50) 
     return Customer360(customer, identities, timeline, open_writes=int(open_writes), events=events)
 
 
-def search_customers(conn: Connection, query: str, *, limit: int = 20) -> list[Customer]:
-    """Live customers whose display name, primary email or phone contains ``query`` (case-insensitive)."""
-    needle = f"%{query.strip().lower()}%"
+def _like(query: str) -> str:
+    escaped = query.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def search_customers(
+    conn: Connection, query: str, *, limit: int = 20, default_region: str | None = None
+) -> list[Customer]:
+    """Live customers whose display name, any email or any phone contains ``query`` (case-insensitive).
+
+    A query that is a phone number in any format (``030 1234567``) also finds its E.164 form. ``%`` and
+    ``_`` are matched literally.
+    """
+    text = query.strip().lower()
+    if not text:
+        return []
+    needle = _like(text)
+    keys = s.identity_keys
+    key_needles = [keys.c.key.like(f"{kind}:{needle}", escape="\\") for kind in ("email", "phone")]
+    if any(ch.isdigit() for ch in text) and "@" not in text:
+        try:
+            key_needles.append(keys.c.key == f"phone:{normalize_phone(text, default_region)}")
+        except ValueError:
+            pass
+    by_key = select(keys.c.customer_id).where(or_(*key_needles))
     ids = [
         r.id
         for r in conn.execute(
@@ -134,9 +156,10 @@ def search_customers(conn: Connection, query: str, *, limit: int = 20) -> list[C
             .where(
                 s.customers.c.erased.is_(False),
                 or_(
-                    func.lower(s.customers.c.display_name).like(needle),
-                    func.lower(s.customers.c.primary_email).like(needle),
-                    s.customers.c.primary_phone.like(needle),
+                    func.lower(s.customers.c.display_name).like(needle, escape="\\"),
+                    func.lower(s.customers.c.primary_email).like(needle, escape="\\"),
+                    s.customers.c.primary_phone.like(needle, escape="\\"),
+                    s.customers.c.id.in_(by_key),
                 ),
             )
             .order_by(s.customers.c.display_name, s.customers.c.id)

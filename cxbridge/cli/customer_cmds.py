@@ -83,12 +83,21 @@ def export(
     output: Path | None = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
 ) -> None:
     """Export golden records (with every linked source id), interactions or identity links."""
+    from ..export import check_export
+
+    check_export(kind, fmt)
     with open_bridge(ctx) as bridge:
         if output is None:
             n = bridge.export(kind, fmt, sys.stdout)
         else:
-            with output.open("w", encoding="utf-8", newline="") as out:
-                n = bridge.export(kind, fmt, out)
+            # Written next to the target and renamed at the end: a failed export leaves no half file behind.
+            partial = output.with_name(f".{output.name}.partial")
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    n = bridge.export(kind, fmt, out)
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
     if output is not None:
         typer.echo(f"wrote {n} {kind} to {output}", err=True)
 

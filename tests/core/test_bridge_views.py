@@ -221,6 +221,10 @@ def test_search_customers_by_name_email_and_phone(sc: Scenario) -> None:
     assert {c.id for c in br.search_customers("e")} == {sc.ann, sc.bob, sc.cleo}
     assert len(br.search_customers("e", limit=2)) == 2
     assert br.search_customers("zzz") == []
+    assert [c.id for c in br.search_customers("rob@mail")] == [sc.bob]  # a secondary email (merged record)
+    assert [c.id for c in br.search_customers("030 1234567")] == [sc.ann]  # national format -> E.164
+    assert br.search_customers("%") == [] and br.search_customers("_") == []  # wildcards match literally
+    assert br.search_customers("   ") == []
     found = br.search_customers("bob")[0]
     assert {lk.source for lk in found.links} == {"shop", "cc"}  # full customers, with links
 
@@ -419,6 +423,9 @@ def test_cli_export_to_file(sc: Scenario, tmp_path: Path) -> None:
     result = _cli(sc, tmp_path, "export", "customers")
     assert result.exit_code == 0, result.output
     assert {json.loads(line)["id"] for line in result.stdout.splitlines()} == {sc.ann, sc.bob, sc.cleo}
-    bad = _cli(sc, tmp_path, "export", "orders")
+    bad_out = tmp_path / "orders.jsonl"
+    bad = _cli(sc, tmp_path, "export", "orders", "-o", str(bad_out))
     assert bad.exit_code != 0
     assert "customers, interactions, links" in str(bad.exception or "") + bad.output
+    assert not bad_out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cxbridge.toml", "links.csv"]  # no partial files
