@@ -137,7 +137,9 @@ def _summary(results: list[Any], delivery: Any) -> None:
         if r.error:
             console.print(f"[red]{r.source}/{r.stream}[/]: {r.error}")
     if delivery is not None:
-        console.print(f"write-back: {delivery}")
+        console.print("write-back: " + ", ".join(
+            f"{name} {getattr(delivery, name)}" for name in ("sent", "retried", "dead", "held", "skipped")
+            if hasattr(delivery, name)))
 
 
 def status(ctx: typer.Context) -> None:
