@@ -49,13 +49,24 @@ def test_python_snippets_are_verbatim_from_tested_sources(block: str) -> None:
     assert homes, f"README snippet not found verbatim in any source file:\n{snippet}"
 
 
-def test_python_api_block_runs_on_the_demo_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding ``cxbridge-demo/``: the demo's seed data and config, synced once."""
+    from cxbridge.bridge import Bridge
     from cxbridge.demo.run import prepare_workspace
     from cxbridge.plugins import get_plugin_manager
 
-    config = prepare_workspace(tmp_path / "cxbridge-demo", get_plugin_manager())
-    monkeypatch.chdir(tmp_path)  # the README runs from the folder `make demo` ran in
-    assert config == tmp_path / DEMO_REF
+    folder = tmp_path_factory.mktemp("readme")
+    pm = get_plugin_manager()
+    config = prepare_workspace(folder / "cxbridge-demo", pm)
+    assert config == folder / DEMO_REF
+    with Bridge.from_config(config, pm=pm) as bridge:
+        bridge.sync()
+    return folder
+
+
+def test_python_api_block_runs_on_the_demo_workspace(demo_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(demo_dir)  # the README runs from the folder `make demo` ran in
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(_api_blocks()[0], "README.md", "exec"), {"__name__": "readme"})
@@ -141,20 +152,14 @@ def test_readme_command_exists(cli: object, path: tuple[str, ...]) -> None:
     assert result.exit_code == 0, f"`cxbridge {' '.join(words)} --help` failed: {result.output.strip()[-300:]}"
 
 
-def test_explore_commands_run_on_the_demo_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_explore_commands_run_on_the_demo_workspace(demo_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """The lines the README suggests after `make demo` work (on a synced demo workspace)."""
     import shlex
 
-    from cxbridge.bridge import Bridge
     from cxbridge.cli.runner import run
-    from cxbridge.demo.run import prepare_workspace
-    from cxbridge.plugins import get_plugin_manager
 
-    pm = get_plugin_manager()
-    prepare_workspace(tmp_path / "cxbridge-demo", pm)
-    with Bridge.from_config(tmp_path / DEMO_REF, pm=pm) as bridge:
-        bridge.sync()
+    tmp_path = demo_dir
     monkeypatch.chdir(tmp_path)
     text = README.read_text(encoding="utf-8")
     lines = [m.group(1) for m in re.finditer(r"^\.venv/bin/cxbridge (.+)$", text, flags=re.M)]
@@ -169,3 +174,21 @@ def test_explore_commands_run_on_the_demo_workspace(tmp_path: Path, monkeypatch:
             assert "mueller" in captured.out and "customer(s) matching 'mueller'" in captured.out
         if "export customers" in line:
             assert len((tmp_path / "customers.csv").read_text(encoding="utf-8").splitlines()) > 240
+
+
+def test_relative_links_point_to_files_in_the_repository() -> None:
+    text = README.read_text(encoding="utf-8")
+    targets = {m.group(1).split("#")[0] for m in re.finditer(r"\]\(([^)\s]+)\)", text)}
+    local = sorted(t for t in targets if t and not re.match(r"[a-z]+:", t))
+    assert local
+    missing = [t for t in local if not (ROOT / t).exists()]
+    assert missing == [], f"README links to files that do not exist: {missing}"
+
+
+def test_make_targets_named_by_the_readme_exist() -> None:
+    text = README.read_text(encoding="utf-8")
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    named = set(re.findall(r"`?make ([a-z][a-z-]*)", text))
+    assert {"demo", "test"} <= named
+    missing = sorted(t for t in named if not re.search(rf"^{re.escape(t)}:", makefile, flags=re.M))
+    assert missing == []
