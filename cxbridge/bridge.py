@@ -152,10 +152,15 @@ class Bridge:
         return deliver(self.store, writable, now=now, pm=self.pm)
 
     def forget(self, identifier: str) -> Any:
-        """Erase a person (email or customer id) here and in every connected CRM that supports it."""
+        """Erase a person (email, phone, customer id or alias) here and in every connected CRM that supports it.
+
+        :returns: the :class:`~cxbridge.erasure.ErasureReport` (per-source status, rows deleted).
+        :raises NotFound: nobody matches ``identifier``.
+        """
         from .erasure import forget
 
-        return forget(self.store, self.adapters(), identifier, pm=self.pm)
+        return forget(self.store, self.adapters(), identifier, pm=self.pm,
+                      default_region=self.config.identity.default_region)
 
     # ------------------------------------------------------------------------------------------ 360 view
 
