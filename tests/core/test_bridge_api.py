@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_bridge_views import IDENTITY, NOW, T0, WRITEBACK, TierWriter, callcentre, shop  # noqa: F401
+from test_bridge_views import T0, TierWriter, callcentre, shop
 
 from cxbridge.bridge import Bridge
 from cxbridge.errors import ConfigError, NotFound
