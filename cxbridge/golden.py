@@ -9,6 +9,9 @@ A golden customer is assembled from the mapped patches of every live source reco
 - ``most_recent``: the most recently modified record wins;
 - ``most_complete``: the record with the most non-empty fields wins; ties go to the most recent.
 
+The name parts (first, last, full name) are picked together from the best record that has any of them; a
+full name from another record is added only when it agrees with those parts (so a golden record never shows
+a name that contradicts the most trusted source).
 List fields are merged instead of picked: ``emails`` and ``phones`` are the ordered union (the winner's
 primary value first), ``addresses`` the de-duplicated union. Consent opt-outs are sticky: if any linked
 record says a customer opted out, the golden record says so (a CRM that forgot an opt-out must not undo it).
@@ -33,11 +36,16 @@ __all__ = [
     "Contribution",
     "Survivorship",
     "assemble",
+    "compact_provenance",
+    "expand_provenance",
     "load_customers",
     "resolve_aliases",
 ]
 
 _NOT_GOLDEN = frozenset({"organization_ref", "customer_ref"})
+#: Name parts survive together: mixing one source's first name with another's full name shows a person
+#: under a name no source uses.
+_NAME_GROUP = ("first_name", "last_name", "full_name")
 _LIST_FIELDS = ("emails", "phones")
 _NESTED = ("demographics", "consent", "external_ids", "custom")
 IN_CHUNK = 500
@@ -119,10 +127,25 @@ def assemble(
     lists: dict[str, list[Any]] = {}
     addresses: list[dict[str, Any]] = []
     seen_addr: set[tuple[Any, ...]] = set()
+    named = next((c for c in ordered if any(c.patch.get(k) for k in _NAME_GROUP)), None)
+    if named is not None:
+        nprov = _prov(named)
+        for key in _NAME_GROUP:
+            if named.patch.get(key):
+                flat[key] = named.patch[key]
+                prov[key] = nprov
+        if "full_name" not in flat:
+            # another record's full name is used only where it agrees with the chosen first/last name
+            parts = " ".join(str(flat[k]) for k in ("first_name", "last_name") if k in flat).casefold()
+            for c in ordered:
+                full = c.patch.get("full_name")
+                if full and " ".join(str(full).split()).casefold() == parts:
+                    flat["full_name"], prov["full_name"] = full, _prov(c)
+                    break
     for c in ordered:
         cprov: dict[str, Any] | None = None
         for key, value in c.patch.items():
-            if key in _NOT_GOLDEN or value is None:
+            if key in _NOT_GOLDEN or value is None or key in _NAME_GROUP:
                 continue
             if key in _LIST_FIELDS:
                 bucket = lists.setdefault(key, [])
@@ -155,6 +178,39 @@ def assemble(
         else:
             data[key] = value
     return data, prov
+
+
+def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The stored form of provenance: each source record once, fields pointing at it by index.
+
+    ``{"sources": [[source, object_type, source_id, observed_at], ...], "fields": {"first_name": 0, ...}}``
+    -- a golden record usually takes most fields from one record, and repeating it per field made provenance
+    the largest part of the ``customers`` table.
+    """
+    sources: list[list[Any]] = []
+    index: dict[tuple[Any, ...], int] = {}
+    fields: dict[str, int] = {}
+    for name, p in prov.items():
+        key = (p["source"], p["object_type"], p["source_id"], p.get("observed_at"))
+        if key not in index:
+            index[key] = len(sources)
+            sources.append(list(key))
+        fields[name] = index[key]
+    return {"sources": sources, "fields": fields}
+
+
+def expand_provenance(stored: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Field -> provenance dict from the stored form (compact, or the plain per-field mapping)."""
+    if not stored:
+        return {}
+    if "fields" in stored and "sources" in stored and isinstance(stored["fields"], Mapping):
+        sources = stored["sources"]
+        return {
+            name: {"source": sources[i][0], "object_type": sources[i][1], "source_id": sources[i][2],
+                   "observed_at": sources[i][3]}
+            for name, i in stored["fields"].items()
+        }
+    return {name: dict(p) for name, p in stored.items()}
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -232,7 +288,7 @@ def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool
                 source=v["source"], object_type=v["object_type"], source_id=v["source_id"],
                 observed_at=v.get("observed_at"),
             )
-            for k, v in (row.provenance or {}).items()
+            for k, v in expand_provenance(row.provenance).items()
         }
         customer = Customer.model_validate(
             {

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from ..golden import IN_CHUNK, Contribution, Survivorship, assemble
+from ..golden import IN_CHUNK, Contribution, Survivorship, assemble, compact_provenance
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
@@ -413,7 +413,8 @@ class _PageState:
             contribs = contributions.get(cid) or []
             if not contribs:
                 continue
-            data, prov = assemble(contribs, self.r.survivorship)
+            data, full_prov = assemble(contribs, self.r.survivorship)
+            prov = compact_provenance(full_prov)
             old = existing.get(cid)
             if old is not None and old.data == data and old.provenance == prov:
                 continue

@@ -41,7 +41,7 @@ def test_opt_outs_are_sticky_whatever_the_priority() -> None:
 def test_most_recent_prefers_newest_record() -> None:
     data, prov = assemble([SHOP, CALL], Survivorship("most_recent"))
     assert data["first_name"] == "Anne"
-    assert data["last_name"] == "Lee"  # only the shop has it
+    assert "last_name" not in data  # name parts come together from one record (no "Anne" + shop's "Lee")
     assert data["emails"][0] == "a.lee@work.de"
     assert prov["first_name"] == {"source": "callcentre", "object_type": "contacts", "source_id": "c9",
                                   "observed_at": NEW.isoformat()}
@@ -62,3 +62,13 @@ def test_single_contribution_and_refs_excluded() -> None:
     data, prov = assemble([c], Survivorship())
     assert data == {"emails": [], "phones": [], "first_name": "Bo"}
     assert set(prov) == {"first_name"}
+
+
+def test_name_parts_survive_together_and_conflicting_full_names_are_dropped() -> None:
+    shop = Contribution("shop", "customers", "2", OLD, {"first_name": "Bob", "last_name": "Stone"})
+    cc = Contribution("cc", "contacts", "c2", NEW, {"full_name": "Robert Stone"})
+    agreeing = Contribution("cc", "contacts", "c3", NEW, {"full_name": "bob  STONE"})
+    data, _ = assemble([cc, shop], Survivorship("source_priority", ["shop", "cc"]))
+    assert (data["first_name"], data["last_name"], data.get("full_name")) == ("Bob", "Stone", None)
+    data, prov = assemble([agreeing, shop], Survivorship("source_priority", ["shop", "cc"]))
+    assert data["full_name"] == "bob  STONE" and prov["full_name"]["source_id"] == "c3"

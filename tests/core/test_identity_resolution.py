@@ -63,7 +63,8 @@ def test_same_person_in_two_sources_links_on_email_case_and_phone_format(store: 
     assert {(lk.source, lk.source_id) for lk in ann.links} == {("shop", "1"), ("cc", "c7"), ("cc", "c8")}
     assert ann.emails == ["ann.lee@example.com"]
     assert ann.phones == ["+49301234567"]
-    assert ann.full_name == "Ann Lee"  # only the call centre has a full name
+    assert (ann.first_name, ann.last_name, ann.full_name) == ("Ann", "Lee", "Ann Lee")  # full name agrees: kept
+    assert ann.provenance["full_name"].source == "cc"
     assert ann.provenance["first_name"].source == "shop"
 
 
