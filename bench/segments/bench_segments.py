@@ -143,6 +143,67 @@ def incremental(data: dict[str, np.ndarray], state, settings: SegmentsSettings, 
     return times, len(interactions)
 
 
+def incremental_store(data: dict[str, np.ndarray], state, settings: SegmentsSettings, changed: int,
+                      repeat: int, workdir: str) -> tuple[list[float], int]:
+    """The same 1,000-customer re-score on a real SQLite store: the customers and their orders are synced
+    into the store by the sync engine (memory adapter), then ``rescore`` + ``flush`` on a StoreContext is
+    timed -- store reads, scoring, rules, trait diffing and the trait/history writes included."""
+    from pathlib import Path
+
+    from cxbridge_segments import plugin as segments_plugin
+    from cxbridge_segments.pipeline import flush
+
+    from cxbridge.adapters import StreamInfo
+    from cxbridge.config import config_from_dict
+    from cxbridge.store import open_store
+    from cxbridge.sync import StoreContext
+    from cxbridge.testing.memory import MemoryAdapter, memory_setup
+
+    rng = np.random.default_rng(7)
+    n = int(data["customers"])
+    ids = np.sort(rng.choice(n, changed, replace=False))
+    rows = np.flatnonzero(np.isin(data["cust"], ids))
+    adapter = MemoryAdapter("shop", [
+        StreamInfo("customers", "customers", "customer", default_mapping={"emails": "email"}),
+        StreamInfo("orders", "orders", "interaction", customer_object="customers",
+                   default_mapping={"customer_ref": "cust", "amount": "total", "currency": "cur",
+                                    "type": "kind", "channel": "=web", "occurred_at": "at"}),
+    ])
+    stamp = AS_OF - timedelta(days=1)
+    for i in ids:
+        adapter.put("customers", str(i), {"email": f"c{i}@example.com"}, modstamp=stamp)
+    epoch = datetime(1970, 1, 1, 12, tzinfo=UTC)
+    for r in rows:
+        adapter.put("orders", str(r), {
+            "cust": str(data["cust"][r]), "total": f"{abs(float(data['amount'][r])):.2f}",
+            "cur": CURRENCIES[int(data["currency"][r])], "kind": "refund" if data["refund"][r] else "purchase",
+            "at": (epoch + timedelta(days=int(data["day"][r]))).isoformat()}, modstamp=stamp)
+    store = open_store(f"sqlite:///{Path(workdir) / 'bench.db'}")
+    engine = memory_setup(store, {"shop": adapter}, config={"sync": {"lookback_seconds": 0}}, now=lambda: AS_OF)
+    engine.run()
+    with store.connect() as conn:
+        from sqlalchemy import select
+
+        from cxbridge.store import schema as s
+
+        golden = [r[0] for r in conn.execute(select(s.customers.c.id))]
+    engine.pm.register(segments_plugin)
+    config = config_from_dict({"sources": {"shop": {"adapter": "memory-shop"}},
+                               "plugins": {"segments": settings.model_dump(mode="json", exclude_defaults=True)}},
+                              pm=engine.pm)
+    times = []
+    for k in range(repeat):
+        context = StoreContext(store, config, engine.pm, now=AS_OF + timedelta(seconds=k))
+        put_state(context, settings, state)
+        t0 = time.perf_counter()
+        stats = rescore(context, golden)
+        flush(context)
+        times.append(time.perf_counter() - t0)
+        assert stats.customers == changed and not stats.refitted
+    store.close()
+    return times, len(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--customers", type=int, default=1_000_000)
@@ -171,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     state, scores, features = result  # type: ignore[misc]
     traits_s = materialise_traits(scores, settings)
     inc_times, inc_rows = incremental(data, state, settings, args.changed, max(args.repeat, 3))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as workdir:
+        store_times, _ = incremental_store(data, state, settings, args.changed, max(args.repeat, 3), workdir)
     # Cross-check: the array path scores the same customers identically to a full-batch score.
     sub = np.arange(min(1000, features.n))
     check = score(features.subset(sub), state, settings, day_number(AS_OF))
@@ -193,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         "incremental_interactions": inc_rows,
         "incremental_s_median": round(statistics.median(inc_times), 3),
         "incremental_s_runs": [round(t, 3) for t in inc_times],
+        "incremental_sqlite_store_s_median": round(statistics.median(store_times), 3),
+        "incremental_sqlite_store_s_runs": [round(t, 3) for t in store_times],
         "bgnbd": state.bgnbd.as_dict() if state.bgnbd else None,
         "gamma_gamma": state.gamma_gamma.as_dict() if state.gamma_gamma else None,
         "tier_counts": np.bincount(scores.tier, minlength=len(settings.tiers.levels)).tolist(),

@@ -159,7 +159,9 @@ def rescore(
     if not scored:
         return stats
     ids = [c.id for c in scored]
-    interactions = context.get_interactions(ids)
+    # Other interaction types are only needed by rules that count them.
+    every_type = any("interactions_count" in rule.names for rule in rules.values())
+    interactions = context.get_interactions(ids, types=None if every_type else list(_MONETARY))
     fx = _fx(settings)
     today_date = as_of(context, settings)
     today = day_number(today_date)

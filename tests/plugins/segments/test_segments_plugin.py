@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -167,3 +168,25 @@ def test_registration_through_the_plugin_manager(plugin_manager, register_plugin
     call_isolated(plugin_manager, "customers_changed", context=ctx, customer_ids=["c1"],
                   on_failure=failures.append)
     assert not failures and ctx.traits["c1"]["segments.tier"] == "platinum"
+
+
+def test_interaction_counting_rules_fetch_every_type_others_only_money() -> None:
+    requested: list[Any] = []
+
+    class Spy(StoreLikeContext):
+        def get_interactions(self, customer_ids, types=None):
+            requested.append(types)
+            return super().get_interactions(customer_ids, types)
+
+    customers, interactions = population(30)
+    interactions.append(buy("c4", 3, None, None, kind="call"))
+    settings = SegmentsSettings(as_of=AS_OF, rules={"called": 'interactions_count("call", 30) >= 1'})
+    ctx = Spy(customers, interactions, settings={"segments": settings}, now=AS_OF)
+    rescore(ctx, ["c4", "c5"])
+    assert requested[-1] is None
+    assert ctx.traits["c4"]["segments.rule.called"] is True and ctx.traits["c5"]["segments.rule.called"] is False
+    plain = Spy(customers, interactions, settings={"segments": SegmentsSettings(as_of=AS_OF, rules={
+        "big": "revenue > 100"})}, now=AS_OF)
+    requested.clear()
+    rescore(plain, ["c4"])
+    assert requested[-1] == ["purchase", "refund"]

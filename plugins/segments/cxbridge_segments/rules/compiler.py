@@ -44,6 +44,7 @@ class CompiledRule:
     key: str
     source: str
     _fn: Fn
+    names: frozenset[str] = frozenset()  # variables and functions the rule uses
 
     def evaluate(self, env: Env) -> bool:
         """Whether the customer is in the segment. Raises :class:`RuleEvaluationError` on a runtime error."""
@@ -76,7 +77,9 @@ def compile_rule(source: str, *, key: str) -> CompiledRule:
     count = sum(1 for _ in ast.walk(tree))
     if count > MAX_NODES:
         raise RuleSyntaxError(f"rule too complex ({count} nodes > {MAX_NODES})", key=key, line=1, column=1)
-    return CompiledRule(key=key, source=source, _fn=_Compiler(key).compile(tree.body))
+    compiler = _Compiler(key)
+    fn = compiler.compile(tree.body)
+    return CompiledRule(key=key, source=source, _fn=fn, names=frozenset(compiler.names))
 
 
 _COMPARE: dict[type[ast.cmpop], Callable[[Any, Any], bool]] = {
@@ -130,6 +133,7 @@ _BINOPS: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
 class _Compiler:
     def __init__(self, key: str) -> None:
         self.key = key
+        self.names: set[str] = set()
 
     def fail(self, node: ast.AST, message: str) -> RuleSyntaxError:
         return RuleSyntaxError(
@@ -163,6 +167,7 @@ class _Compiler:
     # -- names, attributes, subscripts ---------------------------------------------------------------------
     def c_Name(self, node: ast.Name) -> Fn:
         name = node.id
+        self.names.add(name)
         if name not in VARIABLES:
             hint = " (functions must be called)" if name in FUNCTIONS else ""
             raise self.fail(node, f"unknown name {name!r}{hint}")
@@ -219,6 +224,7 @@ class _Compiler:
             raise self.fail(node, "only the rule functions may be called: " + ", ".join(sorted(FUNCTIONS)))
         if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
             raise self.fail(node, "keyword and starred arguments are not allowed")
+        self.names.add(node.func.id)
         fn, lo, hi = FUNCTIONS[node.func.id]
         if not lo <= len(node.args) <= hi:
             raise self.fail(node, f"{node.func.id}() takes {lo}..{hi} arguments, got {len(node.args)}")
