@@ -52,7 +52,6 @@ NAMING = {
 metadata = MetaData(naming_convention=NAMING)
 
 
-
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always written and read as timezone-aware UTC, on every backend.
 
@@ -397,4 +396,3 @@ erasure_ledger = Table(
     Column("requested_at", TS, nullable=False),
     Column("sources_status", JSON, nullable=False, default=dict),
 )
-

@@ -36,6 +36,7 @@ def crm() -> FakeCRM:
 @pytest.fixture
 def workspace(tmp_path: Path, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("COLUMNS", "250")  # rich tables: no folding of long cells
+
     class Plugin:
         @hookimpl
         def register_adapters(self) -> list[AdapterInfo]:

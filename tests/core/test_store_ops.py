@@ -23,6 +23,7 @@ def store(request: pytest.FixtureRequest, store_factory) -> Store:
     """The store-level suite also runs on MySQL/MariaDB (a supported, if not the recommended, server)."""
     return store_factory(request.param, fresh=False)
 
+
 T0 = datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)
 
 
