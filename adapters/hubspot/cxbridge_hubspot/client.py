@@ -39,7 +39,8 @@ class HubSpotClient:
         self.api_calls = 0
         self.retries = 0
         self.rate_limited = 0
-        self.limits = RateGovernor(config, context.budget_factory, now=context.now, source=context.source)
+        self.limits = RateGovernor(config, context.budget_factory, now=context.now, source=context.source,
+                                   state=context.state)
         self._raw = self._build(auth=None)
         self.tokens: TokenSource = make_token_source(
             config, post_form=self._post_form, state=context.state, now=context.now, source=context.source
@@ -114,7 +115,7 @@ class HubSpotClient:
         attempts = self.config.max_attempts
         last: str = ""
         for attempt in range(1, attempts + 1):
-            self.limits.before(kind)
+            self.limits.before(kind, self.context.sleep)
             self.api_calls += 1
             try:
                 response = self.http.request(method, path, params=params, json=json)

@@ -21,12 +21,18 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from cxbridge.adapters import RateBudget
+from cxbridge.adapters import RateBudget, StateStore
 from cxbridge.errors import QuotaExhausted
 
 from .config import HubSpotConfig, OAuthAuth
 
-__all__ = ["RETRYABLE_STATUS", "RateGovernor", "budget_key", "policy_of"]
+__all__ = ["RETRYABLE_STATUS", "STATE_BLOCKED_UNTIL", "RateGovernor", "budget_key", "policy_of"]
+
+#: Source-state key: no request before this time (ISO 8601) after the daily quota ran out.
+STATE_BLOCKED_UNTIL = "quota.blocked_until"
+#: How long a source pauses after the daily quota ran out. HubSpot resets it at midnight in the account's
+#: time zone, which the API does not tell; trying again hourly costs one call per stream per hour.
+DAILY_RETRY = timedelta(hours=1)
 
 #: 5xx, 423 Locked and 477 Migration in Progress are transient on HubSpot.
 #: Source: https://developers.hubspot.com/docs/api-reference/error-handling
@@ -59,8 +65,11 @@ class RateGovernor:
         *,
         now: Callable[[], datetime],
         source: str,
+        state: StateStore | None = None,
     ) -> None:
         key = budget_key(config)
+        self.state = state
+        self._pause = 0.0
         self.general = budget_factory(key, config.ten_secondly_limit, 10.0)
         self.search = budget_factory(key + ":search", config.search_per_second, 1.0)
         self.daily_share = config.daily_quota_share
@@ -70,13 +79,20 @@ class RateGovernor:
         self.daily_remaining: int | None = None
         self.interval_seconds = 10.0
 
-    def before(self, kind: str) -> None:
+    def before(self, kind: str, sleep: Callable[[float], None] | None = None) -> None:
         """Block until the request may go; raise QuotaExhausted when the daily share is used up."""
+        blocked = self.state.get(STATE_BLOCKED_UNTIL) if self.state is not None else None
+        if blocked and datetime.fromisoformat(blocked) > self.now():
+            raise QuotaExhausted(f"daily HubSpot quota used up; paused until {blocked}", source=self.source,
+                                 resets_at=datetime.fromisoformat(blocked))
         if self.daily_limit and self.daily_remaining is not None:
             used = self.daily_limit - self.daily_remaining
             if used >= self.daily_share * self.daily_limit:
                 raise self.quota_error(f"{used} of {self.daily_limit} daily HubSpot API calls used "
                                        f"(configured share {self.daily_share:.0%})")
+        if self._pause and sleep is not None:
+            sleep(self._pause)  # another integration emptied the portal's window
+        self._pause = 0.0
         if kind == "search":
             self.search.acquire(1)
         self.general.acquire(1)
@@ -90,16 +106,18 @@ class RateGovernor:
                 self.daily_remaining = int(headers["X-HubSpot-RateLimit-Daily-Remaining"])
             if "X-HubSpot-RateLimit-Interval-Milliseconds" in headers:
                 self.interval_seconds = int(headers["X-HubSpot-RateLimit-Interval-Milliseconds"]) / 1000
+            if response.status_code < 400 and headers.get("X-HubSpot-RateLimit-Remaining") == "0":
+                self._pause = 1.0
         except ValueError:
             pass  # malformed headers never break a sync
 
     def quota_error(self, message: str) -> QuotaExhausted:
-        # HubSpot's daily limit resets at midnight in the account's time zone; without it, next UTC midnight.
-        tomorrow = (self.now().astimezone(UTC) + timedelta(days=1)).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        )
-        return QuotaExhausted(message + "; the stream stops and resumes after the daily reset",
-                              source=self.source, resets_at=tomorrow)
+        """The error that stops the stream; records the pause in the source state (see DAILY_RETRY)."""
+        until = self.now().astimezone(UTC) + DAILY_RETRY
+        if self.state is not None:
+            self.state.set(STATE_BLOCKED_UNTIL, until.isoformat())
+        return QuotaExhausted(message + f"; the stream stops and tries again after {until.isoformat()}",
+                              source=self.source, resets_at=until)
 
     def wait_for(self, policy: str, response: httpx.Response) -> float:
         """Seconds to wait after a 429 of ``policy`` (DAILY is handled by the caller)."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from cxbridge_hubspot import HubSpotAdapter
+from cxbridge_hubspot.testing import make_context
 from sqlalchemy import select
 
 from cxbridge.config import config_from_dict
 from cxbridge.plugins import get_plugin_manager
 from cxbridge.store import schema as s
 from cxbridge.sync import SyncEngine
-from cxbridge_hubspot import HubSpotAdapter
-from cxbridge_hubspot.testing import make_context
 
 
 def test_default_mappings_of_all_streams(fake, sqlite_store):
@@ -27,8 +27,8 @@ def test_default_mappings_of_all_streams(fake, sqlite_store):
         "notes": {"hs_note_body": "Nice chat", "hs_timestamp": ts},
         "calls": {"hs_call_title": "Follow-up", "hs_call_body": "...", "hs_call_direction": "OUTBOUND",
                   "hs_call_duration": "60000", "hs_timestamp": ts},
-        "emails": {"hs_email_subject": "Re: order", "hs_email_text": "Thanks", "hs_email_direction": "INCOMING_EMAIL",
-                   "hs_timestamp": ts},
+        "emails": {"hs_email_subject": "Re: order", "hs_email_text": "Thanks",
+                   "hs_email_direction": "INCOMING_EMAIL", "hs_timestamp": ts},
         "meetings": {"hs_meeting_title": "Demo", "hs_meeting_start_time": ts, "hs_timestamp": ts},
         "tasks": {"hs_task_subject": "Call back", "hs_task_status": "NOT_STARTED", "hs_timestamp": ts},
     }
@@ -42,11 +42,13 @@ def test_default_mappings_of_all_streams(fake, sqlite_store):
     adapter = HubSpotAdapter(cfg.sources["hs"].connection, make_context(fake, source="hs"))
     runs = SyncEngine(sqlite_store, cfg, pm, {"hs": adapter}, now=fake.clock.now).run(["hs"])
     assert {r.stream: r.status for r in runs} == dict.fromkeys(
-        ["companies", "contacts", "deals", "tickets", "notes", "calls", "emails", "meetings", "tasks"], "succeeded")
+        ["companies", "contacts", "deals", "tickets", "notes", "calls", "emails", "meetings", "tasks"],
+        "succeeded")
     assert sum(r.records_quarantined for r in runs) == 0
 
     with sqlite_store.connect() as conn:
-        customers = conn.execute(select(s.customers.c.id, s.customers.c.data, s.customers.c.organization_id)).all()
+        customers = conn.execute(
+            select(s.customers.c.id, s.customers.c.data, s.customers.c.organization_id)).all()
         inter = {r.object_type: r for r in conn.execute(select(s.interactions)).all()}
         quarantined = conn.execute(select(s.quarantine.c.reason)).all()
     assert quarantined == []

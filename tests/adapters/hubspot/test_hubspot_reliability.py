@@ -59,6 +59,11 @@ def test_daily_limit_stops_the_stream_cleanly_and_resumes(fake, make_adapter):
             cursor = page.cursor
     assert info.value.resets_at is not None and "daily" in str(info.value).lower()
     assert fake.responses.count(429) == 1  # not retried
+    calls = len(fake.calls)
+    with pytest.raises(QuotaExhausted):  # a restart within the pause makes no call at all
+        drain(make_adapter(), "contacts", cursor)
+    assert len(fake.calls) == calls
+    fake.clock.sleep(3601)
     rest, _, _ = drain(make_adapter(), "contacts", cursor)
     _assert_exactly(first + rest, ids)
 
@@ -71,6 +76,21 @@ def test_configured_daily_share_stops_before_hubspot_does(fake, make_adapter):
     with pytest.raises(QuotaExhausted):
         drain(adapter, "contacts")
     assert fake._daily_used <= 96
+
+
+def test_remaining_zero_from_other_integrations_pauses(fake, make_adapter):
+    ids = _seed(fake, 250)
+    other = [fake.clock.t] * 98  # another integration used 98 of the portal's 100 in this window
+
+    def busy_portal(request):
+        fake._window.extend(other)
+        other.clear()
+
+    fake.hooks.append(busy_portal)
+    slept = fake.clock.slept
+    records, _, _ = drain(make_adapter(), "contacts")
+    _assert_exactly(records, ids)
+    assert fake.clock.slept - slept >= 1.0  # paused on X-HubSpot-RateLimit-Remaining: 0
 
 
 def test_5xx_burst_423_477_and_connection_drops_are_retried(fake, make_adapter):

@@ -25,7 +25,7 @@ def engine_for(fake, store):
     def build(**connection: Any) -> SyncEngine:
         doc = {"sources": {"hs": {"adapter": "hubspot", "connection": {
             "auth": OAUTH, "base_url": fake.base_url, "streams": ["contacts", "notes"],
-            "archived_sweep_seconds": 0, **connection}}},
+            "archived_sweep_seconds": 0, "list_page_size": 50, **connection}}},
             "identity": {"match_on": ["email"]}}
         cfg = config_from_dict(doc, pm=pm)
         adapter = HubSpotAdapter(cfg.sources["hs"].connection, make_context(fake, source="hs", state=state))
@@ -45,7 +45,7 @@ def _mirror(store, object_type: str) -> dict[str, dict]:
 
 
 def test_faults_mid_run_lose_nothing_and_double_nothing(fake, engine_for, store):
-    contacts = [fake.add("contacts", {"email": f"p{i}@example.com", "firstname": f"P{i}"}) for i in range(1250)]
+    contacts = [fake.add("contacts", {"email": f"p{i}@example.com", "firstname": f"P{i}"}) for i in range(420)]
     note = fake.add("notes", {"hs_note_body": "hello"}, associations={"contacts": [contacts[0]]})
     fake.clock.sleep(30)
     lists = {"n": 0}
@@ -61,7 +61,7 @@ def test_faults_mid_run_lose_nothing_and_double_nothing(fake, engine_for, store)
             fake.fail("connect", times=1)
             fake.clock.sleep(2)
             fake.update("contacts", contacts[10], {"firstname": "edited behind"})
-            fake.update("contacts", contacts[1200], {"firstname": "edited ahead"})
+            fake.update("contacts", contacts[400], {"firstname": "edited ahead"})
         if lists["n"] == 5:
             fake.fail("429:DAILY", times=1)  # the daily limit: stop cleanly, resume tomorrow
 
@@ -69,9 +69,9 @@ def test_faults_mid_run_lose_nothing_and_double_nothing(fake, engine_for, store)
     engine = engine_for()
     run = engine.run(["hs"])[0]
     assert run.status == "stopped" and "daily" in (run.error or "").lower()
-    assert 0 < run.records_read < 1250
+    assert 0 < run.records_read < 420
     fake.hooks.clear()
-    fake.clock.sleep(600)
+    fake.clock.sleep(3600 + 600)  # the source pauses an hour after the daily limit
     fake.update("contacts", contacts[20], {"firstname": "edited between runs"})
     fake.clock.sleep(1)
     runs = engine_for().run(["hs"])
