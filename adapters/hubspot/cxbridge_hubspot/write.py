@@ -19,7 +19,7 @@ import logging
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -39,12 +39,25 @@ _PRIORITY = {"low": "LOW", "normal": "MEDIUM", "medium": "MEDIUM", "high": "HIGH
 _PERMANENT = {"OBJECT_NOT_FOUND", "VALIDATION_ERROR", "PROPERTY_DOESNT_EXIST", "INVALID_EMAIL"}
 
 
+_PLURAL = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets", "task": "tasks",
+           "note": "notes", "call": "calls", "email": "emails", "meeting": "meetings"}
+
+
 def _plural(object_type: str) -> str:
-    return object_type if object_type.endswith("s") else object_type + "s"
+    """The generic ``task`` / ``note`` object types of closed-loop actions -> HubSpot's object names."""
+    return _PLURAL.get(object_type.lower(), object_type)
 
 
 def _ms(value: Any) -> str:
+    """A datetime or ISO 8601 string -> epoch milliseconds (``hs_timestamp`` takes either; ms is unambiguous)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
     if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
         return str(int(value.timestamp() * 1000))
     return str(value)
 

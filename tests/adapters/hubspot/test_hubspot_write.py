@@ -79,6 +79,9 @@ def test_create_task_and_note_associated_to_contact(fake, make_adapter):
                 associations={"contacts": [c]}),
         WriteOp(key="n1", object_type="note", action="create", fields={"subject": "NPS", "body": "score 3"},
                 associations={"contacts": [c]}),
+        WriteOp(key="t3", object_type="task", action="create",  # as the outbox sends it: ISO due date
+                fields={"subject": "Follow up", "body": "", "due_at": due.isoformat(), "priority": "normal"},
+                associations={"contacts": [c]}),
         WriteOp(key="t2", object_type="task", action="create", fields={"subject": "x"},
                 associations={"contacts": ["999999"]}),
     ])
@@ -87,9 +90,19 @@ def test_create_task_and_note_associated_to_contact(fake, make_adapter):
     assert task["hs_task_subject"] == "Call back" and task["hs_task_priority"] == "HIGH"
     assert task["hs_timestamp"] == str(int(due.timestamp() * 1000))
     assert fake.assoc[("tasks", int(by_key["t1"].source_id))]["contacts"] == {int(c)}
+    t3 = fake.get("tasks", by_key["t3"].source_id)
+    assert t3["hs_timestamp"] == task["hs_timestamp"] and t3["hs_task_priority"] == "MEDIUM"
     note = fake.get("notes", by_key["n1"].source_id)
     assert note["hs_note_body"] == "NPS\n\nscore 3"
     assert not by_key["t2"].ok  # the unknown contact fails only its own op
+
+
+def test_singular_object_types_map_to_hubspot_objects(fake, make_adapter):
+    fake.add_property("companies", "cx_score")
+    co = fake.add("companies", {"name": "Acme"})
+    [res] = make_adapter().write([WriteOp(key="c", object_type="company", action="update",
+                                          fields={"cx_score": "7"}, source_id=co)])
+    assert res.ok and fake.get("companies", co)["cx_score"] == "7"
 
 
 def test_erase_uses_gdpr_delete(fake, make_adapter):
