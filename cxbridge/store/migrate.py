@@ -23,6 +23,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
+from ..errors import StoreError
 from .engine import _IMMEDIATE, Store
 
 __all__ = ["alembic_config", "current_revision", "head_revision", "upgrade"]
@@ -52,6 +53,14 @@ def head_revision() -> str:
     return head
 
 
+def _known_revision(revision: str) -> bool:
+    script = ScriptDirectory.from_config(alembic_config())
+    try:
+        return script.get_revision(revision) is not None
+    except Exception:  # alembic raises ResolutionError / CommandError subclasses for unknown ids
+        return False
+
+
 def current_revision(store: Store) -> str | None:
     """The revision the store is at (None for an empty database)."""
     with store.engine.connect() as conn:
@@ -63,8 +72,14 @@ def upgrade(store: Store, revision: str = "head") -> bool:
 
     :returns: whether anything was applied.
     """
-    if revision == "head" and current_revision(store) == head_revision():
+    current = current_revision(store)
+    if revision == "head" and current == head_revision():
         return False
+    if current is not None and not _known_revision(current):
+        raise StoreError(
+            f"store {store.url} is at schema revision {current!r}, which this cxbridge does not know: it was "
+            "migrated by a newer cxbridge version; upgrade cxbridge (pip install -U cxbridge)"
+        )
     dialect = store.dialect
     with store.engine.connect() as conn:
         conn.execution_options(**{_IMMEDIATE: True})

@@ -129,3 +129,16 @@ def test_bad_url_is_a_store_error(tmp_path) -> None:
     with pytest.raises(StoreError) as info:
         open_store("postgresql+psycopg://u:s3cret@127.0.0.1:1/db", connect_args={"connect_timeout": 2})
     assert "s3cret" not in str(info.value)
+
+
+def test_store_from_a_newer_cxbridge_is_refused(tmp_path) -> None:
+    from cxbridge.errors import StoreError
+
+    url = f"sqlite:///{tmp_path / 'new.db'}"
+    open_store(url).close()
+    store = open_store(url, migrate=False)
+    with store.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    store.close()
+    with pytest.raises(StoreError, match="newer cxbridge"):
+        open_store(url)
