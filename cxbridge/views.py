@@ -12,6 +12,7 @@ from .models import normalize_email, normalize_phone
 from .store import schema as s
 
 if TYPE_CHECKING:
+    from sqlalchemy import ColumnElement
     from sqlalchemy.engine import Connection
 
     from .bridge import Customer360
@@ -142,7 +143,9 @@ def search_customers(
         return []
     needle = _like(text)
     keys = s.identity_keys
-    key_needles = [keys.c.key.like(f"{kind}:{needle}", escape="\\") for kind in ("email", "phone")]
+    key_needles: list[ColumnElement[bool]] = [
+        keys.c.key.like(f"{kind}:{needle}", escape="\\") for kind in ("email", "phone")
+    ]
     if any(ch.isdigit() for ch in text) and "@" not in text:
         try:
             key_needles.append(keys.c.key == f"phone:{normalize_phone(text, default_region)}")

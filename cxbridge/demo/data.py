@@ -55,8 +55,11 @@ class DemoPerson:
     in_callcentre: bool
 
 
+_UMLAUTS = {ord("ä"): "ae", ord("ö"): "oe", ord("ü"): "ue", ord("ß"): "ss"}
+
+
 def _ascii(text: str) -> str:
-    return text.lower().translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}))
+    return text.lower().translate(_UMLAUTS)
 
 
 def people(n: int = 240, seed: int = 7) -> list[DemoPerson]:
