@@ -188,12 +188,11 @@ class BulkReader:
         """
         base = {k: v for k, v in state.items() if k != "bulk"}
         job = dict(state.get("bulk") or {})
-        if calls_mark is None:
-            calls_mark = self.client.usage.calls
+        mark = self.client.usage.calls if calls_mark is None else calls_mark
 
         def spent() -> int:
-            nonlocal calls_mark
-            calls, calls_mark = self.client.usage.calls - calls_mark, self.client.usage.calls
+            nonlocal mark
+            calls, mark = self.client.usage.calls - mark, self.client.usage.calls
             return calls
 
         if not job:

@@ -21,7 +21,7 @@ from .streams import OBJECTS
 __all__ = ["FakeStore"]
 
 PREFIX = {"Account": "001", "Contact": "003", "Lead": "00Q", "Opportunity": "006", "Task": "00T",
-          "Event": "00U", "Case": "500"}
+          "Event": "00U", "Case": "500", "Note": "002"}
 
 _READONLY = {"Id", "IsDeleted", "SystemModstamp", "CreatedDate", "LastModifiedDate", "MasterRecordId", "Name",
              "IsConverted", "ConvertedContactId", "ConvertedAccountId", "ConvertedDate", "IsClosed", "IsWon",
@@ -71,6 +71,8 @@ class FakeStore:
         self.schema: dict[str, dict[str, dict[str, Any]]] = {
             obj: {name: _describe_field(name) for name in spec.fields} for obj, spec in OBJECTS.items()
         }
+        self.schema["Note"] = {name: _describe_field(name) for name in (
+            "Id", "IsDeleted", "SystemModstamp", "CreatedDate", "LastModifiedDate", "ParentId", "Title", "Body")}
         self.data: dict[str, dict[str, dict[str, Any]]] = {obj: {} for obj in self.schema}
         self.deleted_log: list[tuple[str, str, datetime]] = []
         self.generated: dict[str, tuple[int, Callable[[int], dict[str, Any]]]] = {}

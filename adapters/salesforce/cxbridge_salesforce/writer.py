@@ -57,6 +57,21 @@ def _error_text(errors: Sequence[Mapping[str, Any]]) -> tuple[str, bool]:
     return "; ".join(parts), retryable
 
 
+def _targets(op: WriteOp) -> tuple[str | None, str | None]:
+    """``(WhoId, WhatId)`` for an action: a Contact is preferred over a Lead; accounts, deals, cases are 'what'."""
+    who: dict[str, str] = {}
+    what: str | None = None
+    for object_type, ids in op.associations.items():
+        if not ids:
+            continue
+        name = object_type if object_type in KEY_PREFIXES.values() else KEY_PREFIXES.get(ids[0][:3], object_type)
+        if name in _WHO:
+            who.setdefault(name, ids[0])
+        elif what is None:
+            what = ids[0]
+    return who.get("Contact") or who.get("Lead"), what
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -90,16 +105,27 @@ class SalesforceWriter:
             else:
                 record[key] = _json_value(value)
         record.setdefault("Status", "Not Started")
-        for object_type, ids in op.associations.items():
-            if not ids:
-                continue
-            target = object_type if object_type in KEY_PREFIXES.values() else KEY_PREFIXES.get(ids[0][:3], "")
-            if target in _WHO or object_type.lower() in ("contact", "contacts", "lead", "leads"):
-                record.setdefault("WhoId", ids[0])
-            else:
-                record.setdefault("WhatId", ids[0])
+        who, what = _targets(op)
+        if who:
+            record.setdefault("WhoId", who)
+        if what:
+            record.setdefault("WhatId", what)
         if self.task_key_field:
             record[self.task_key_field] = op.key
+        return record
+
+    @staticmethod
+    def _note_record(op: WriteOp) -> dict[str, Any]:
+        """A classic Note (Title, Body, ParentId) on the contact / lead / account the action is about."""
+        who, what = _targets(op)
+        record: dict[str, Any] = {
+            "attributes": {"type": "Note"},
+            "Title": str(op.fields.get("subject") or "")[:80],  # Note.Title is 80 characters at most
+            "Body": op.fields.get("body") or "",
+        }
+        parent = who or what
+        if parent:
+            record["ParentId"] = parent
         return record
 
     # -- calls -----------------------------------------------------------------------------------------------
@@ -166,6 +192,8 @@ class SalesforceWriter:
     def _record(self, kind: str, op: WriteOp, object_type: str, id_field: str) -> dict[str, Any]:
         if op.object_type.lower() in ("task", "tasks") and kind != "update":
             return self._task_record(op)
+        if op.object_type.lower() in ("note", "notes") and kind == "create":
+            return self._note_record(op)
         record: dict[str, Any] = {"attributes": {"type": op.object_type}}
         record.update({k: _json_value(v) for k, v in op.fields.items()})
         if kind == "update":

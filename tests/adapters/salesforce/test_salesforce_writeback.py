@@ -134,3 +134,24 @@ def test_erase_deletes_through_collections(fake, make_adapter, contacts):
     assert not fake.data["Contact"][contacts[250]]["IsDeleted"]
     assert by_key["Contact:003FAKE99999999AAA"].ok, "an unknown id is already erased"
     assert fake.calls("DELETE composite/sobjects") == 2
+
+
+def test_outbox_style_actions_prefer_the_contact_and_notes_attach_to_it(fake, make_adapter, contacts):
+    lead = fake.insert("Lead", LastName="Lead")
+    account = fake.insert("Account", Name="Acme")
+    task = WriteOp(key="a1", object_type="task", action="create",
+                   fields={"subject": "Follow up", "body": "", "due_at": "2026-01-09T12:00:00+00:00",
+                           "priority": "normal"},
+                   associations={"Lead": [lead], "Contact": [contacts[5]], "Account": [account]})
+    note = WriteOp(key="a2", object_type="note", action="create",
+                   fields={"subject": "NPS 3", "body": "Detractor: slow delivery", "due_at": None,
+                           "priority": "normal"},
+                   associations={"Contact": [contacts[5]]})
+    results = {r.key: r for r in make_adapter().write([task, note])}
+    assert results["a1"].ok and results["a2"].ok
+    created_task = fake.data["Task"][results["a1"].source_id]
+    assert (created_task["WhoId"], created_task["WhatId"]) == (contacts[5], account)
+    assert created_task["ActivityDate"] == "2026-01-09" and created_task["Priority"] == "Normal"
+    created_note = fake.data["Note"][results["a2"].source_id]
+    assert (created_note["ParentId"], created_note["Title"], created_note["Body"]) == (
+        contacts[5], "NPS 3", "Detractor: slow delivery")
