@@ -30,7 +30,7 @@ from cxbridge.errors import AdapterError
 from cxbridge.models import SourceRecord
 
 from .config import LocalSqlConfig
-from .sqlread import MODSTAMP, StreamPlan, jsonable
+from .sqlread import StreamPlan, jsonable
 from .sqlschema import Schema, create_engine, redacted_url
 from .sqlwrite import Writer
 
@@ -123,40 +123,43 @@ class LocalSqlAdapter(Adapter):
 
     # ------------------------------------------------------------------------------------------------ reading
 
-    def _records(self, plan: StreamPlan, conn: sa.Connection, rows: Sequence[sa.RowMapping]) -> list[SourceRecord]:
-        live = [r[plan.obj.id_column] for r in rows if not plan.is_deleted(r)]
+    def _records(self, plan: StreamPlan, conn: sa.Connection, rows: Sequence[sa.Row[Any]]) -> list[SourceRecord]:
+        """Rows (columns in ``plan.columns`` order, then the modstamp) to records. Hot path: no per-row
+        pydantic validation (values are already JSON-safe and modstamps aware UTC)."""
+        id_pos, n = plan.pos(plan.obj.id_column), len(plan.columns)
+        deleted = [plan.is_deleted(r) for r in rows]
+        live = [r[id_pos] for r, gone in zip(rows, deleted, strict=True) if not gone]
         related = plan.fetch_related(conn, live) if plan.related and live else {}
+        related_items = [(rp.name, related.get(rp.name, {})) for rp in plan.related]
         object_type = plan.obj.object_type or plan.stream
+        keys = [c.key for c in plan.columns]
+        from_db = plan.codec.from_db if plan.codec else None
+        ref_pos = plan.pos(plan.obj.customer_ref_column) if plan.obj.customer_ref_column else None
+        ref_object = plan.obj.customer_object or "customers"
+        source = self.context.source
+        construct = SourceRecord.model_construct
         out = []
-        for row in rows:
-            sid = str(row[plan.obj.id_column])
-            modstamp = plan.codec.from_db(row[MODSTAMP]) if plan.codec else None
-            if plan.is_deleted(row):
+        for row, gone in zip(rows, deleted, strict=True):
+            sid = str(row[id_pos])
+            modstamp = from_db(row[n]) if from_db else None
+            if gone:
                 out.append(
-                    SourceRecord(
-                        source=self.context.source,
-                        object_type=object_type,
-                        source_id=sid,
-                        modstamp=modstamp,
-                        deleted=True,
+                    construct(
+                        source=source, object_type=object_type, source_id=sid, modstamp=modstamp, fields={},
+                        deleted=True, merged_into=None, associations={},
                     )
                 )
                 continue
-            fields = {c.key: jsonable(row[c.key]) for c in plan.columns}
-            for rp in plan.related:
-                fields[rp.name] = related.get(rp.name, {}).get(sid, [])
+            fields = dict(zip(keys, map(jsonable, row[:n]), strict=True))
+            for name, values in related_items:
+                fields[name] = values.get(sid, [])
             assoc: dict[str, list[str]] = {}
-            ref_col = plan.obj.customer_ref_column
-            if ref_col and row[ref_col] is not None:
-                assoc[plan.obj.customer_object or "customers"] = [str(row[ref_col])]
+            if ref_pos is not None and row[ref_pos] is not None:
+                assoc[ref_object] = [str(row[ref_pos])]
             out.append(
-                SourceRecord(
-                    source=self.context.source,
-                    object_type=object_type,
-                    source_id=sid,
-                    modstamp=modstamp,
-                    fields=fields,
-                    associations=assoc,
+                construct(
+                    source=source, object_type=object_type, source_id=sid, modstamp=modstamp, fields=fields,
+                    deleted=False, merged_into=None, associations=assoc,
                 )
             )
         return out
@@ -171,14 +174,14 @@ class LocalSqlAdapter(Adapter):
                 with self.engine.connect() as conn:
                     if plan.codec is not None:
                         plan.codec.detect(conn, plan.table)
-                    rows = conn.execute(plan.page_query(position, size)).mappings().all()
+                    rows = conn.execute(plan.page_query(position, size)).all()
                     records = self._records(plan, conn, rows)
             except sa.exc.SQLAlchemyError as exc:
                 raise self._error(exc, f"reading stream {stream!r}") from None
             if plan.codec is None:
                 # full table every run: position in state while paging, cleared after the last page
                 done = len(rows) < size
-                state = {} if done else {"after_id": str(rows[-1][plan.obj.id_column])}
+                state = {} if done else {"after_id": str(rows[-1][plan.pos(plan.obj.id_column)])}
                 if rows or position.state:
                     yield Page(records, Cursor(state=state), api_calls=calls)
                 if done:
@@ -210,7 +213,7 @@ class LocalSqlAdapter(Adapter):
                 with self.engine.connect() as conn:
                     if plan.codec is not None:
                         plan.codec.detect(conn, plan.table)
-                    rows = conn.execute(plan.ids_query(chunk)).mappings().all()
+                    rows = conn.execute(plan.ids_query(chunk)).all()
                     records = self._records(plan, conn, rows)
             except sa.exc.SQLAlchemyError as exc:
                 raise self._error(exc, f"reading ids of stream {stream!r}") from None

@@ -44,9 +44,12 @@ MODSTAMP = "__cx_modstamp__"
 IN_CHUNK = 5000
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def jsonable(value: Any) -> Any:
     """A JSON-friendly copy of a column value (raw fields go into the store's mirror as JSON)."""
-    if value is None or isinstance(value, bool | int | float | str):
+    if type(value) in _PLAIN or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, datetime):
         return to_utc(value).isoformat()
@@ -72,6 +75,7 @@ class RelatedPlan:
     spec: RelatedTable
     table: sa.Table
     change: sa.Column[Any] | None = None
+    stmt: sa.Select[Any] | None = None
 
 
 @dataclass
@@ -86,6 +90,10 @@ class StreamPlan:
     codec: StampCodec | None
     columns: list[sa.Column[Any]]
     related: list[RelatedPlan] = field(default_factory=list)
+    _positions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._positions = {c.key: i for i, c in enumerate(self.columns)}
 
     @classmethod
     def build(cls, stream: str, obj: SqlObject, schema: Schema) -> StreamPlan:
@@ -145,7 +153,9 @@ class StreamPlan:
             m = self.codec.to_db(cursor.modstamp)
             if cursor.last_id is not None:
                 last = python_id(self.id_col, cursor.last_id)
-                stmt = stmt.where(sa.or_(eff > m, sa.and_(eff == m, self.id_col > last)))
+                # the leading ``eff >= m`` is a range an index on (change, id) serves; the OR alone is not
+                # sargable for SQLite's / MySQL's planners (full scan + sort on every page)
+                stmt = stmt.where(eff >= m, sa.or_(eff > m, self.id_col > last))
             else:
                 stmt = stmt.where(eff >= m)
             changing = [rp for rp in self.related if rp.change is not None]
@@ -175,11 +185,9 @@ class StreamPlan:
             return col.is_not(None)
         return sa.and_(col.is_not(None), col == self.obj.deleted_value)
 
-    def fetch_related(self, conn: sa.Connection, ids: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
-        """``{field: {str(parent_id): [values...]}}`` with one ``IN`` query per related table (chunked only for
-        very large pages, to stay below drivers' bound-parameter limits)."""
-        out: dict[str, dict[str, list[Any]]] = {}
-        for rp in self.related:
+    def _related_stmt(self, rp: RelatedPlan) -> sa.Select[Any]:
+        """``SELECT fk, values... WHERE fk IN :ids`` with an expanding bind (built once, cached by SQLAlchemy)."""
+        if rp.stmt is None:
             cmap = rp.spec.column_map()
             fk = rp.table.c[rp.spec.fk]
             order: list[Any] = [fk]
@@ -187,29 +195,42 @@ class StreamPlan:
                 oc = rp.table.c[rp.spec.order_by]
                 order.append(oc.desc() if rp.spec.descending else oc)
             order += list(rp.table.primary_key.columns) or [rp.table.c[c] for c in cmap.values()]
+            rp.stmt = (
+                sa.select(fk, *[rp.table.c[c] for c in cmap.values()])
+                .where(fk.in_(sa.bindparam("ids", expanding=True)), *self._where_eq(rp))
+                .order_by(*order)
+            )
+        return rp.stmt
+
+    def fetch_related(self, conn: sa.Connection, ids: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
+        """``{field: {str(parent_id): [values...]}}`` with one ``IN`` query per related table (chunked only for
+        very large pages, to stay below drivers' bound-parameter limits)."""
+        out: dict[str, dict[str, list[Any]]] = {}
+        for rp in self.related:
+            stmt = self._related_stmt(rp)
+            keys = list(rp.spec.column_map())
+            scalar = rp.spec.value is not None
             values: dict[str, list[Any]] = {}
             for start in range(0, len(ids), IN_CHUNK):
-                chunk = list(ids[start : start + IN_CHUNK])
-                stmt = (
-                    sa.select(fk.label("__fk__"), *[rp.table.c[c].label(f"__v_{k}") for k, c in cmap.items()])
-                    .where(fk.in_(chunk), *self._where_eq(rp))
-                    .order_by(*order)
-                )
-                for row in conn.execute(stmt).mappings():
-                    if rp.spec.value is not None:
-                        item: Any = jsonable(row["__v_value"])
+                for row in conn.execute(stmt, {"ids": list(ids[start : start + IN_CHUNK])}):
+                    if scalar:
+                        item: Any = jsonable(row[1])
                         if item is None or item == "":
                             continue
                     else:
-                        item = {k: jsonable(row[f"__v_{k}"]) for k in cmap}
-                    values.setdefault(str(row["__fk__"]), []).append(item)
+                        item = dict(zip(keys, map(jsonable, row[1:]), strict=True))
+                    values.setdefault(str(row[0]), []).append(item)
             out[rp.name] = values
         return out
 
-    def is_deleted(self, row: sa.RowMapping) -> bool:
+    def pos(self, column: str) -> int:
+        """Position of a configured column in the page / ids query rows."""
+        return self._positions[column]
+
+    def is_deleted(self, row: sa.Row[Any]) -> bool:
         if not self.obj.soft_delete_column:
             return False
-        value = row[self.obj.soft_delete_column]
+        value = row[self._positions[self.obj.soft_delete_column]]
         if value is None:
             return False
         wanted = self.obj.deleted_value

@@ -68,7 +68,6 @@ def test_readme_demo_config_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert Path(calls.folder) == (tmp_path / "exports").resolve()
 
 
-@pytest.mark.xfail(reason="cxbridge.config.loader._absolutize resolves str URLs only, not SecretStr (reported)")
 def test_relative_sqlite_url_is_relative_to_the_config_file(tmp_path: Path) -> None:
     from cxbridge.config import config_from_dict
 

@@ -209,3 +209,33 @@ def test_sqlite_text_timestamps_in_other_shapes(tmp_path) -> None:
     rest, _, _ = drain(adapter, "ev", Cursor(modstamp=events[2].modstamp, last_id="2"))
     assert [r.source_id for r in rest] == [str(i) for i in range(3, 9)]
     adapter.close()
+
+
+def test_describe_reflects_columns_and_related_fields(db: CrmDb) -> None:
+    adapter = db.adapter()
+    fields = {f.name: f for f in adapter.describe("customers")}
+    assert {"id", "first_name", "erp_no", "cx_tier", "updated_at", "emails", "phones", "addresses"} <= set(fields)
+    assert fields["erp_no"].unique and fields["id"].unique and not fields["first_name"].unique
+    assert fields["cx_tier"].writable and not fields["id"].writable and not fields["updated_at"].writable
+    assert fields["emails"].type == "array" and not fields["emails"].writable
+    adapter.close()
+
+
+def test_ten_thousand_rows_sharing_one_timestamp(sqlite_db: CrmDb) -> None:
+    """A bulk update stamps 10,000 rows alike: 1000-row pages neither loop nor skip."""
+    db = sqlite_db
+    stamp = naive(db.clock.tick())
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.insert(db.party),
+            [
+                {"first_name": f"F{i}", "erp_no": f"B{i}", "is_deleted": False, "updated_at": stamp}
+                for i in range(10_000)
+            ],
+        )
+    adapter = db.adapter(page_size=1000)
+    records, last, pages = drain(adapter, "customers")
+    assert len(pages) == 10 and len({r.source_id for r in records}) == 10_000
+    assert len({r.modstamp for r in records}) == 1
+    assert drain(adapter, "customers", last)[0] == []
+    adapter.close()
