@@ -215,6 +215,7 @@ class IdentityResolver:
         return result
 
 
+_NEW = IdentityDecision(action="new", rule="new")
 _B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
@@ -289,6 +290,8 @@ class _PageState:
         for key in keys:
             for cid in self.key_owner.get(key, ()):
                 shared.setdefault(self.final(cid), []).append(key)
+        if not shared and current is None and self.r.default_only:
+            return _NEW  # the common case of an initial load: nothing to decide
         matches = [
             IdentityMatch(customer_id=cid, keys=tuple(ks))
             for cid, ks in sorted(shared.items(), key=lambda kv: (-len(kv[1]), kv[0]))
