@@ -89,6 +89,7 @@ def show(
     """The segments, tier, service level and CLV of one customer."""
     from rich.table import Table
 
+    from .pipeline import flush
     from .pipeline import rescore as do_rescore
 
     with open_context(ctx) as context:
@@ -98,6 +99,7 @@ def show(
             raise typer.Exit(1)
         if rescore:
             do_rescore(context, [found.id])
+            flush(context)  # a collecting store context applies the new traits before they are re-read
             found = context.get_customers([found.id])[0]
         traits = {name: _trait_value(context, found, name) for name in _segment_trait_names(context, found)}
     table = Table(title=f"Segments of {found.display_name} ({found.id})")

@@ -74,3 +74,14 @@ def test_refit_report_show_on_a_workspace(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--config", config, "segments", "show", "n24@example.com"])
     assert result.exit_code == 0, result.output
     assert "gold" in result.output and "segments.rule.big" in result.output
+
+    # A big new order for customer 1 (60 EUR so far), then `show --rescore` shows the new tier at once.
+    store = open_store("sqlite:///ws.db", base_dir=tmp_path)
+    adapter.put("orders", "1-big", {"cust": "1", "total": "5000", "cur": "EUR", "kind": "purchase",
+                                    "at": "2024-05-31T10:00:00+00:00"}, modstamp=NOW)
+    memory_setup(store, {"shop": adapter}, config={"sync": {"lookback_seconds": 0}}, now=lambda: NOW).run()
+    store.close()
+    result = runner.invoke(app, ["--config", config, "segments", "show", "n1@example.com", "--rescore"])
+    assert result.exit_code == 0, result.output
+    tier_line = next(line for line in result.output.splitlines() if "segments.tier" in line)
+    assert "gold" in tier_line
