@@ -56,6 +56,8 @@ def prepare_workspace(directory: Path, pm: pluggy.PluginManager) -> Path:
     Refuses to touch a non-empty folder that is not a demo workspace.
     """
     directory = directory.resolve()
+    if directory.exists() and not directory.is_dir():
+        raise ConfigError(f"{directory} is a file, not a folder; choose another demo folder")
     if directory.exists() and any(directory.iterdir()) and not (directory / MARKER).exists():
         raise ConfigError(f"{directory} is not empty and not a cxbridge demo workspace; choose another folder")
     directory.mkdir(parents=True, exist_ok=True)

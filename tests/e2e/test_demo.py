@@ -177,17 +177,12 @@ def _masked(text: str, workspace: Path) -> str:
     return text.replace(str(workspace.resolve()), "<WS>")
 
 
-def test_cli_demo_output_is_deterministic_and_rerunnable(demo: Demo, tmp_path_factory: pytest.TempPathFactory,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_demo_output_is_deterministic(demo: Demo, tmp_path_factory: pytest.TempPathFactory,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
     other = tmp_path_factory.mktemp("demo-b") / "ws"  # same path length as the module's demo workspace
     code, out, err = _cli_demo(other, capsys)
     assert code == 0, err
     assert _masked(out, other) == _masked(demo.output, demo.workspace)
-    # again into the same folder: re-created from scratch, same output
-    (other / "cxbridge.db").write_bytes(b"stale")
-    code, again, err = _cli_demo(other, capsys)
-    assert code == 0, err
-    assert again == out
 
 
 def test_cli_demo_refuses_a_foreign_folder_with_one_line(
@@ -203,3 +198,22 @@ def test_cli_demo_refuses_a_foreign_folder_with_one_line(
     assert "not empty" in lines[0] and str(folder.resolve()) in " ".join(err.split())
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
     assert out == ""
+
+
+def test_cli_demo_file_instead_of_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "demo.txt"
+    target.write_text("x", encoding="utf-8")
+    code, _out, err = _cli_demo(target, capsys)
+    assert code == 2 and "is a file, not a folder" in err
+
+
+def test_cli_demo_again_into_the_same_folder_recreates_it(demo: Demo, capsys: pytest.CaptureFixture[str]) -> None:
+    """Last in the module: it re-creates the shared workspace (links are re-read for any test after it)."""
+    (demo.workspace / "cxbridge.db").write_bytes(b"stale")  # whatever was there is replaced
+    (demo.workspace / "callcentre" / "contacts-2026-09-30.csv").write_text("junk", encoding="utf-8")
+    code, out, err = _cli_demo(demo.workspace, capsys)
+    assert code == 0, err
+    assert out == demo.output
+    assert sorted(p.name for p in (demo.workspace / "callcentre").iterdir()) == [
+        "calls-2026-10-31.csv", "contacts-2026-10-31.csv"]
+    demo.links = _links(demo.workspace)
