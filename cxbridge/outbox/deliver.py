@@ -334,22 +334,23 @@ def _record(
             )
             report.held += len(ids)
         state_rows: list[dict[str, Any]] = []
+        sent_same_id: list[int] = []
         for item in items:
             result = results[item.op.key]
             for row in item.rows:
                 attempts = row["attempts"] + 1
                 if result.ok:
-                    conn.execute(
-                        update(ob)
-                        .where(ob.c.id == row["id"])
-                        .values(
-                            status="sent",
-                            attempts=attempts,
-                            sent_at=now,
-                            last_error=None,
-                            result_id=result.source_id or row["source_id"],
+                    result_id = result.source_id or row["source_id"]
+                    if result_id == row["source_id"]:
+                        sent_same_id.append(row["id"])  # the common case: one UPDATE for the whole batch
+                    else:
+                        conn.execute(
+                            update(ob)
+                            .where(ob.c.id == row["id"])
+                            .values(
+                                status="sent", attempts=attempts, sent_at=now, last_error=None, result_id=result_id
+                            )
                         )
-                    )
                     report.sent += 1
                     target_id = row["source_id"] or result.source_id
                     if row["action"] != "create" and target_id:
@@ -380,6 +381,18 @@ def _record(
                     values["next_attempt_at"] = now + timedelta(seconds=delay)
                     report.retried += 1
                 conn.execute(update(ob).where(ob.c.id == row["id"], ob.c.status == "pending").values(**values))
+        for part in chunked(sent_same_id, 500):
+            conn.execute(
+                update(ob)
+                .where(ob.c.id.in_(part))
+                .values(
+                    status="sent",
+                    attempts=ob.c.attempts + 1,
+                    sent_at=now,
+                    last_error=None,
+                    result_id=ob.c.source_id,
+                )
+            )
         if state_rows:
             # the newest row per field wins (rows are in id order)
             latest = {(r["source"], r["object_type"], r["source_id"], r["field"]): r for r in state_rows}
