@@ -256,6 +256,7 @@ class FakeHubSpot:
         self.attempts = 0
         self.throttled = 0  # 429s the rate limiter (not fault injection) answered
         self.busy = 0.0  # wall-clock seconds spent answering (benchmarks subtract it)
+        self.max_url_length = 8192  # HubSpot documents 414 without a number; a common server limit
         self._next_id = 1000
         self._token_seq = 0
         self._window: deque[float] = deque()
@@ -395,6 +396,9 @@ class FakeHubSpot:
         return resp
 
     def _serve(self, request: httpx.Request, path: str) -> httpx.Response:
+        if len(str(request.url)) > self.max_url_length:
+            # https://developers.hubspot.com/docs/api-reference/error-handling: 414 when the URI is too long.
+            return _err(414, "Request-URI Too Long", "VALIDATION_ERROR")
         if path == "/oauth/v1/token":
             return self._oauth_token(request)
         denied = self._authenticate(request)

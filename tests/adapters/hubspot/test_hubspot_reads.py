@@ -177,3 +177,17 @@ def test_engagements_carry_their_contact(fake, make_adapter):
     changed, _, _ = drain(adapter, "notes", ncur)  # search page + associations v4 batch read
     assert changed[0].fields["hs_note_body"] == "edited" and changed[0].associations == {"contacts": [c]}
     assert fake.count("POST", "/crm/v4/associations/notes/contacts/batch/read") == 1
+
+
+def test_hundreds_of_custom_properties_do_not_overflow_the_url(fake, make_adapter):
+    names = [f"custom_property_number_{i:03d}" for i in range(400)]
+    for name in names:
+        fake.add_property("contacts", name)
+    ids = [fake.add("contacts", {"email": f"w{i}@example.com", **{n: f"v{i}" for n in names[:3]},
+                                 names[-1]: "last"}) for i in range(150)]
+    fake.clock.sleep(1)
+    records, _, _ = drain(make_adapter(), "contacts")
+    assert 414 not in fake.responses
+    assert sorted(r.source_id for r in records) == sorted(ids)
+    assert all(r.fields[names[-1]] == "last" and r.fields[names[0]] for r in records)
+    assert fake.count("POST", "/contacts/batch/read$") == 2  # one per list page

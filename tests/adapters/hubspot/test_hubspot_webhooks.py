@@ -114,7 +114,8 @@ def test_plan_ignores_unknown_types_and_streams():
     assert plan.reread == {} and plan.event_ids == ["1", "2"]
 
 
-def test_store_inbox_persists_seen_ids(sqlite_store, fake):
+def test_store_inbox_persists_seen_ids(store, fake):
+    sqlite_store = store  # SQLite and PostgreSQL
     inbox = StoreInbox(sqlite_store)
     now = fake.clock.now()
     assert inbox.add("hs", "e1", {"eventId": "e1"}, now) is True
