@@ -29,10 +29,11 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import requests
 from simple_salesforce.util import exception_handler
 
 from cxbridge.adapters import Cursor, Page
-from cxbridge.errors import RemoteError
+from cxbridge.errors import AdapterError, RemoteError
 from cxbridge.models import SourceRecord
 
 from .client import SalesforceClient
@@ -209,22 +210,37 @@ class BulkReader:
             raise
         locator, offset = str(job.get("locator") or ""), int(job.get("offset") or 0)
         while True:
-            response = self._results(job["job_id"], locator)
-            try:
+            attempt = 0
+            while True:
+                response = self._results(job["job_id"], locator)
                 next_locator = response.headers.get("Sforce-Locator") or "null"
                 buffer: list[SourceRecord] = []
                 consumed = 0
-                for row in self._rows(response):
-                    consumed += 1
-                    if consumed <= offset:
-                        continue
-                    buffer.append(to_record(self.source, self.object_type, row))
-                    if len(buffer) >= self.page_size:
-                        position = {**job, "locator": locator, "offset": consumed}
-                        yield Page(buffer, Cursor(None, None, {**base, "bulk": position}), api_calls=spent())
-                        buffer = []
-            finally:
-                response.close()
+                try:
+                    for row in self._rows(response):
+                        consumed += 1
+                        if consumed <= offset:
+                            continue
+                        buffer.append(to_record(self.source, self.object_type, row))
+                        if len(buffer) >= self.page_size:
+                            position = {**job, "locator": locator, "offset": consumed}
+                            yield Page(buffer, Cursor(None, None, {**base, "bulk": position}), api_calls=spent())
+                            offset, buffer = consumed, []
+                    break
+                except (requests.RequestException, OSError) as exc:
+                    # The connection dropped while the set was downloading: fetch the same set again (its
+                    # locator does not change while the job exists) and skip the rows already yielded.
+                    attempt += 1
+                    if attempt >= self.client.retry.max_attempts:
+                        raise AdapterError(
+                            f"bulk results of job {job['job_id']}: {type(exc).__name__} after {attempt} attempts",
+                            source=self.source, kind="transient",
+                        ) from None
+                    log.warning("bulk results download broke; fetching the set again",
+                                extra={"source": self.source, "job_id": job["job_id"], "rows": offset})
+                    self.sleep(self.client.retry.backoff(attempt))
+                finally:
+                    response.close()
             if next_locator == "null":
                 final_state = {**base, "deleted_until": job["until"]}
                 yield Page(buffer, Cursor(until_dt, None, final_state), api_calls=spent())

@@ -109,6 +109,8 @@ class FakeSalesforce(FakeStore):
         self.jobs: dict[str, dict[str, Any]] = {}
         self._job_seq = itertools.count(1)
         self.job_polls_to_complete = 2
+        #: the next Bulk results download breaks after this many bytes (a dropped connection mid-body)
+        self.break_results_after: int | None = None
         self.fail_jobs = False
 
     # -- test controls ---------------------------------------------------------------------------------------
@@ -394,5 +396,26 @@ class FakeSalesforce(FakeStore):
         nxt = offset + count
         locator = base64.b64encode(str(nxt).encode()).decode() if nxt < total else "null"
         headers = {"Content-Type": "text/csv", "Sforce-Locator": locator, "Sforce-NumberOfRecords": str(count)}
+        if self.break_results_after is not None:
+            cut, self.break_results_after = self.break_results_after, None
+            body = io.BufferedReader(_BreakingRaw(out.getvalue().encode(), cut))
+            return 200, headers, body  # type: ignore[return-value]
         return 200, headers, out.getvalue()
 
+
+class _BreakingRaw(io.RawIOBase):
+    """A raw stream whose connection drops after ``cut`` bytes."""
+
+    def __init__(self, data: bytes, cut: int) -> None:
+        self.data, self.cut, self.pos = data, cut, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.pos >= self.cut:
+            raise ConnectionResetError("connection reset by peer (injected mid-body)")
+        n = min(len(buffer), self.cut - self.pos, len(self.data) - self.pos)
+        buffer[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n

@@ -96,3 +96,13 @@ def test_small_initial_load_stays_on_rest(fake, make_adapter, seeded):
     drain(make_adapter(bulk_threshold=10_000), "contacts")
     assert fake.calls("POST jobs/query") == 0
     assert fake.calls(r"GET queryAll") == 2  # COUNT() and the query
+
+
+def test_connection_dropped_mid_download_refetches_the_set_without_duplicates(fake, make_adapter, seeded, sleeps):
+    fake.bulk_chunk = 1000
+    fake.break_results_after = 60_000  # about 500 rows into the first results set
+    pages, _ = drain(make_adapter(bulk_threshold=0, page_size=200), "contacts")
+    got = ids(pages)
+    assert len(got) == len(set(got)) == len(seeded), "no loss, no duplicate"
+    assert fake.calls(r"GET jobs/query/\w+/results") == 4  # the broken set fetched twice
+    assert sleeps, "backed off before fetching again"
