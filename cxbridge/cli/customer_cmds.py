@@ -50,6 +50,7 @@ def show(
             ],
             "interactions": [i.model_dump(mode="json") for i in view.interactions],
             "open_writes": view.open_writes,
+            "events": view.events,
         }
         typer.echo(json.dumps(payload, indent=2, default=str))
         return

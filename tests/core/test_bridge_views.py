@@ -61,7 +61,9 @@ class TierWriter:
     @hookimpl
     def customers_changed(self, context: Any, customer_ids: list[str]) -> None:
         for c in context.get_customers(customer_ids):
-            context.set_traits(c.id, {"test.tier": "gold" if c.first_name == "Ann" else "silver"}, producer="t")
+            tier = "gold" if c.first_name == "Ann" else "silver"
+            context.set_traits(c.id, {"test.tier": tier}, producer="t")
+            context.emit_event("test.scored", c.id, {"tier": tier})
 
 
 @dataclass
@@ -178,6 +180,9 @@ def test_customer_360_identities_attributes_provenance_and_consent(sc: Scenario)
     assert (c.provenance["full_name"].source, c.provenance["full_name"].source_id) == ("cc", "c1")
     assert c.consent.phone_opt_out is True  # sticky opt-out from the call centre
     assert c.trait("test.tier") == "gold"
+    assert view.events and {e["name"] for e in view.events} == {"test.scored"}
+    assert all(e["payload"] == {"tier": "gold"} for e in view.events)
+    assert [e["at"] for e in view.events] == sorted((e["at"] for e in view.events), reverse=True)
 
 
 def test_customer_360_timeline_is_newest_first_across_sources(sc: Scenario) -> None:
@@ -389,6 +394,7 @@ def test_cli_customers_show_json(sc: Scenario, tmp_path: Path) -> None:
     assert {(i["source"], i["source_id"]) for i in data["identities"]} == {("shop", "1"), ("cc", "c1")}
     assert [i["source_id"] for i in data["interactions"]] == ["o2", "k1", "o1"]
     assert data["open_writes"] == 1
+    assert {e["name"] for e in data["events"]} == {"test.scored"}
 
 
 def test_cli_customers_show_text_and_not_found(sc: Scenario, tmp_path: Path) -> None:
