@@ -192,3 +192,18 @@ def test_make_targets_named_by_the_readme_exist() -> None:
     assert {"demo", "test"} <= named
     missing = sorted(t for t in named if not re.search(rf"^{re.escape(t)}:", makefile, flags=re.M))
     assert missing == []
+
+
+def test_config_examples_validate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every ```toml block with a [store] table is a valid cxbridge.toml for the installed plugins."""
+    import tomllib
+
+    from cxbridge.config import config_from_dict
+    from cxbridge.plugins import get_plugin_manager
+
+    examples = [b for b in _blocks("toml") if re.search(r"^\[store\]", b, flags=re.M)]
+    assert examples
+    for block in examples:
+        for var in re.findall(r'env = "([A-Z0-9_]+)"', block):
+            monkeypatch.setenv(var, "secret-for-the-readme-test")
+        config_from_dict(tomllib.loads(block), workspace=tmp_path, pm=get_plugin_manager())
