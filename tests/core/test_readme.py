@@ -207,3 +207,15 @@ def test_config_examples_validate(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         for var in re.findall(r'env = "([A-Z0-9_]+)"', block):
             monkeypatch.setenv(var, "secret-for-the-readme-test")
         config_from_dict(tomllib.loads(block), workspace=tmp_path, pm=get_plugin_manager())
+
+
+def test_extras_named_by_the_readme_exist() -> None:
+    import tomllib
+
+    text = README.read_text(encoding="utf-8")
+    match = re.search(r"extras: ([^)]*)\)", text)
+    assert match
+    named = set(re.findall(r"`([a-z-]+)`", match.group(1)))
+    named |= {e for group in re.findall(r'pip install "cxbridge\[([a-z,-]+)\]"', text) for e in group.split(",")}
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    assert named and named <= set(extras), sorted(named - set(extras))
