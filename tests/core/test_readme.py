@@ -217,5 +217,6 @@ def test_extras_named_by_the_readme_exist() -> None:
     assert match
     named = set(re.findall(r"`([a-z-]+)`", match.group(1)))
     named |= {e for group in re.findall(r'pip install "cxbridge\[([a-z,-]+)\]"', text) for e in group.split(",")}
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["optional-dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
     assert named and named <= set(extras), sorted(named - set(extras))
