@@ -245,7 +245,7 @@ def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool
     survivors = list(dict.fromkeys(resolve_aliases(conn, ids).values()))
     if not survivors:
         return []
-    rows: dict[str, Any] = {}
+    rows: dict[str, Any] = {}  # id -> customers row
     traits: dict[str, dict[str, Trait]] = {}
     links: dict[str, list[SourceLink]] = {}
     aliases: dict[str, list[str]] = {}
@@ -253,11 +253,12 @@ def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool
         query = select(s.customers).where(s.customers.c.id.in_(part))
         if not include_erased:
             query = query.where(s.customers.c.erased.is_(False))
-        for row in conn.execute(query):
-            rows[row.id] = row
+        for found in conn.execute(query):
+            rows[found.id] = found
         for t in conn.execute(select(s.traits).where(s.traits.c.customer_id.in_(part))):
             traits.setdefault(t.customer_id, {})[t.name] = Trait(
-                name=t.name, value=t.value, type=t.type, producer=t.producer, computed_at=_utc(t.computed_at)
+                name=t.name, value=t.value, type=t.type, producer=t.producer,
+                computed_at=_utc(t.computed_at) or t.computed_at
             )
         link_rows = conn.execute(
             select(s.source_links)

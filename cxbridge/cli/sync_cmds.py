@@ -195,7 +195,7 @@ def status(ctx: typer.Context) -> None:
                 ft.add_row(plugin, hook, str(count), str(last))
             console.print(ft)
         ob = s.outbox
-        counts = dict(conn.execute(select(ob.c.status, func.count()).group_by(ob.c.status)).all())
+        counts: dict[str, int] = dict(conn.execute(select(ob.c.status, func.count()).group_by(ob.c.status)).all())
         console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
         console.print(f"quarantine: {sum(open_q.values())} open")
 

@@ -175,9 +175,9 @@ class IdentityResolver:
         ids = [t[0] for t in tombstones]
         survivors = [t[1] for t in tombstones if t[1]]
         current = page.current_links(source, object_type, [*ids, *survivors])
-        link_deletes = []
-        key_deletes = []
-        pre_links = []
+        link_deletes: list[tuple[str, str, str]] = []
+        key_deletes: list[tuple[str, str, str, str]] = []
+        pre_links: list[dict[str, Any]] = []
         for sid, merged_into, old_patch in tombstones:
             cid = current.get(sid)
             if cid is None:
@@ -395,10 +395,10 @@ class _PageState:
                 contributions[row.customer_id].append(
                     Contribution(row.source, row.object_type, row.source_id, row.modstamp, row.mapped or {})
                 )
-            for row in self.conn.execute(
+            for crow in self.conn.execute(
                 select(cu.c.id, cu.c.data, cu.c.provenance, cu.c.created_at, cu.c.version).where(cu.c.id.in_(part))
             ):
-                existing[row.id] = row
+                existing[crow.id] = crow
         empty = [c for c in stored if not contributions[c]]
         still_linked = set()
         for part in _chunks(empty):

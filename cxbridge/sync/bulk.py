@@ -121,7 +121,7 @@ def bulk_upsert(
         _SQL[sql_key] = sql
     procs = _processors(conn, table, cols)
     getter = itemgetter(*cols)
-    converted = [(i, p) for i, p in enumerate(procs) if p is not None]
+    steps = [(i, p) for i, p in enumerate(procs) if p is not None]
     params: list[Any] = []
     append = params.append
     if len(cols) == 1:
@@ -129,7 +129,7 @@ def bulk_upsert(
     else:
         rows_values = (list(getter(row)) for row in rows)
     for values in rows_values:
-        for i, p in converted:
+        for i, p in steps:
             values[i] = p(values[i])
         append(values)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]

@@ -122,6 +122,8 @@ def _phone_meta(country_code: int | None, region: str | None) -> tuple[int, str,
     if meta.national_prefix_for_parsing not in (None, meta.national_prefix):
         return None
     desc = meta.general_desc
+    if desc is None or not desc.national_number_pattern or not meta.country_code:
+        return None
     pattern = _re.compile(desc.national_number_pattern)
     return (meta.country_code, region, meta.national_prefix, pattern, frozenset(desc.possible_length),
             frozenset(desc.possible_length_local_only or ()))

@@ -332,7 +332,8 @@ class SyncEngine:
                 sr.c.source == p.source, sr.c.object_type == p.stream.object_type, sr.c.deleted.is_(False)))]
         gone = [sid for sid in known if sid not in live]
         for i in range(0, len(gone), 1000):
-            tombs = [SourceRecord(source=p.source, object_type=p.stream.object_type, source_id=sid, deleted=True)
+            tombs = [SourceRecord(source=p.source, object_type=p.stream.object_type, source_id=sid, deleted=True,
+                                  modstamp=None, merged_into=None)
                      for sid in gone[i : i + 1000]]
             now = self.now()
             with self.store.begin() as conn:

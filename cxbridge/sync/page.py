@@ -302,7 +302,7 @@ class PageWriter:
         for rec, patch in live:
             ref = patch.get("customer_ref")
             if ref is None and rec.associations:
-                assoc = rec.associations.get(self.stream.customer_object or "") or next(
+                assoc: list[str] = rec.associations.get(self.stream.customer_object or "") or next(
                     iter(rec.associations.values()), [])
                 ref = assoc[0] if assoc else None
             if ref is not None:

@@ -187,7 +187,7 @@ class MemoryAdapter(Adapter):
             row = self.data[stream].get(sid)
             if row is None:
                 records.append(SourceRecord(source=self.source, object_type=self._object_type(stream),
-                                            source_id=sid, deleted=True))
+                                            source_id=sid, deleted=True, modstamp=None, merged_into=None))
             else:
                 records.append(self._record(stream, sid, row))
         yield Page(records=records, cursor=Cursor())
