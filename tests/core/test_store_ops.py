@@ -55,8 +55,14 @@ def _row(table: Table, n: int) -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("table", schema.metadata.sorted_tables, ids=lambda t: t.name)
-def test_crud_every_table(store: Store, table: Table) -> None:
+def test_crud_every_table(store: Store) -> None:
+    """Insert, read back, update and delete rows of every table (one test per backend: setup is the cost)."""
+    assert len(schema.metadata.sorted_tables) >= 20
+    for table in schema.metadata.sorted_tables:
+        _crud(store, table)
+
+
+def _crud(store: Store, table: Table) -> None:
     rows = [_row(table, n) for n in range(3)]
     with store.begin() as conn:
         conn.execute(table.insert(), rows)
