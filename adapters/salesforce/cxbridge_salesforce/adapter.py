@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote_plus
 
 import requests
 
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: describe types that cannot be selected in Bulk queries / flat CSV (compound fields).
 _COMPOUND = {"address", "location", "base64"}
+#: room for the URL-encoded SELECT list in a query URL (path, WHERE clause and headers need ~2,400 bytes).
+_MAX_SELECT_CHARS = 14_000
 
 
 class SalesforceAdapter(Adapter):
@@ -104,7 +107,17 @@ class SalesforceAdapter(Adapter):
         for required in ("Id", "SystemModstamp"):
             if required not in wanted:
                 wanted.insert(0, required)
-        return list(dict.fromkeys(wanted)), types
+        wanted = list(dict.fromkeys(wanted))
+        if len(quote_plus(", ".join(wanted))) > _MAX_SELECT_CHARS:
+            # REST queries travel in the URL: "the maximum length for the combined URI and headers is 16,384
+            # bytes" (414 URI Too Long beyond; Salesforce Help, "Maximum number of rows returned by SOQL
+            # queries over the REST API", article 000386264).
+            raise ConfigError(
+                f"{object_type} has {len(wanted)} fields to read, too many for one query URL; set "
+                "include_custom_fields = false and list the custom fields you map in extra_fields",
+                key=f"sources.{self.context.source}.connection.include_custom_fields",
+            )
+        return wanted, types
 
     def describe(self, stream: str) -> list[FieldInfo]:
         object_type = self._object(stream)

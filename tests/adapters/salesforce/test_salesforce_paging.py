@@ -207,3 +207,13 @@ def test_full_read_ignores_the_cursor_and_lists_ids_for_reconciliation(fake, mak
     assert ids(pages) == seeded[1:]
     assert sorted(adapter.list_ids("contacts")) == sorted(seeded[1:])
     assert not adapter.streams()[0].supports_deletes, "so the engine reconciles ids on full runs"
+
+
+def test_too_many_custom_fields_for_a_query_url_is_a_config_error(fake, make_adapter):
+    for i in range(700):
+        fake.add_field("Contact", f"Very_Long_Custom_Field_Name_{i:03d}__c")
+    with pytest.raises(ConfigError) as err:
+        drain(make_adapter(), "contacts")
+    assert "include_custom_fields" in str(err.value)
+    fake.insert("Contact", LastName="x")
+    assert len(ids(drain(make_adapter(include_custom_fields=False), "contacts")[0])) == 1
