@@ -433,3 +433,17 @@ def test_cli_export_to_file(sc: Scenario, tmp_path: Path) -> None:
     assert "customers, interactions, links" in str(bad.exception or "") + bad.output
     assert not bad_out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cxbridge.toml", "links.csv"]  # no partial files
+
+
+def test_a_record_deleted_in_its_crm_leaves_the_view_and_the_exports(store: Any) -> None:
+    sc = build(store)
+    sc.cc.delete("contacts", "c1", modstamp=T0 + timedelta(hours=1))
+    sc.engine.run(["cc"])
+    view = sc.bridge.customer(sc.ann)
+    assert [(i.source, i.source_id) for i in view.identities] == [("shop", "1")]
+    assert sc.bridge.status()["customers_in_several_sources"] == 1  # Bob only
+    _n, text = _export(sc.bridge, "links", "jsonl")
+    assert ("cc", "c1") not in {(json.loads(x)["source"], json.loads(x)["source_id"]) for x in text.splitlines()}
+    with pytest.raises(NotFound):
+        sc.bridge.find_customer_id("cc/c1")
+    assert sc.bridge.find_customer_id("ann.lee@example.com") == sc.ann  # the shop still knows her
