@@ -265,3 +265,43 @@ def test_writeback_round_trip_does_not_ping_pong(store: Any) -> None:
     assert run.records_changed == 1  # the echo is stored in the mirror...
     assert plugin.seen == []  # ...but is not a change that triggers recomputation
     assert len(rows(store, select(s.outbox.c.id))) == 1
+
+
+def test_erased_people_are_not_reimported(store: Any) -> None:
+    from cxbridge.erasure import forget
+
+    a = MemoryAdapter("shop", [StreamInfo("customers", "customers", "customer",
+                                          default_mapping={"first_name": "fn", "emails": "email"})])
+    a.capabilities = frozenset({"list_ids"})  # a CRM that cannot erase: the record stays there
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T)
+    a.put("customers", "2", {"fn": "Bob", "email": "bob@example.com"}, modstamp=T)
+    eng = setup(store, a)
+    eng.run()
+    forget(store, {"shop": a}, "ann@example.com", now=NOW)
+    a.update("customers", "1", {"fn": "Ann again"}, modstamp=T + timedelta(minutes=1))  # touched in the CRM
+    a.put("customers", "3", {"fn": "Ann", "email": "ANN@example.com"}, modstamp=T + timedelta(minutes=1))
+    eng.run(full=True)
+    emails = sorted(r.primary_email for r in rows(store, select(s.customers.c.primary_email)))
+    assert emails == ["bob@example.com"]
+    mirror = {r.source_id for r in rows(store, select(s.source_records.c.source_id))}
+    assert "3" not in mirror and "1" not in mirror
+
+
+def test_organizations_are_linked_from_customers(store: Any) -> None:
+    a = MemoryAdapter("shop", [
+        StreamInfo("companies", "companies", "organization",
+                   default_mapping={"name": "name", "domain": "web", "employees": "staff"}),
+        StreamInfo("customers", "customers", "customer",
+                   default_mapping={"first_name": "fn", "emails": "email", "organization_ref": "company"}),
+    ])
+    a.put("companies", "k1", {"name": "ACME GmbH", "web": "acme.example", "staff": "250"}, modstamp=T)
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@acme.example", "company": "k1"}, modstamp=T)
+    eng = setup(store, a)
+    eng.run()
+    (org,) = rows(store, select(s.organizations))
+    assert (org.name, org.domain, org.data["employees"]) == ("ACME GmbH", "acme.example", 250)
+    (cust,) = rows(store, select(s.customers.c.organization_id))
+    assert cust.organization_id == org.id
+    a.delete("companies", "k1", modstamp=T + timedelta(minutes=1))
+    eng.run()
+    assert rows(store, select(s.organizations)) == []
