@@ -100,6 +100,36 @@ def throttled(n: int) -> dict[str, Any]:
             "throttled": fake.throttled}
 
 
+def throttled_shared(n: int) -> dict[str, Any]:
+    """The same load paced by the store-shared budget (``SqlRateBudget``, fixed windows) used with PostgreSQL."""
+    import tempfile
+
+    from cxbridge.adapters import AdapterContext
+    from cxbridge.ratelimit import SqlRateBudget
+    from cxbridge.store import open_store
+
+    clock = FakeClock()
+    fake = FakeHubSpot(clock=clock, ten_secondly_limit=100, search_per_second=5)
+    _seed(fake, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        store = open_store(f"sqlite:///{tmp}/budget.db")
+        base = make_context(fake, paced=False)
+        context = AdapterContext(
+            source=base.source, http=base.http, state=base.state, sleep=clock.sleep, now=clock.now,
+            budget_factory=lambda key, limit, period: SqlRateBudget(store.engine, key, limit, period,
+                                                                     clock=lambda: clock.t, sleep=clock.sleep))
+        cfg = HubSpotConfig(auth={"type": "private_app", "token": "pat-test"}, base_url=fake.base_url,
+                            streams=["contacts"])
+        adapter = HubSpotAdapter(cfg, context)
+        adapter.describe("contacts")
+        calls0, t0 = len(fake.calls), clock.t
+        _drain(adapter, Cursor())
+        store.engine.dispose()
+    elapsed = clock.t - t0
+    calls = len(fake.calls) - calls0
+    return {"calls": calls, "elapsed": elapsed, "share": calls / elapsed / 10.0, "throttled": fake.throttled}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--write", action="store_true", help="write bench/HUBSPOT_RESULTS.md")
@@ -110,6 +140,7 @@ def main() -> int:
     big = loads[-1]
     incs = [incremental(big, k) for k in (0, 10, 1_000, 5_000)]
     thr = throttled(30_000)
+    shared = throttled_shared(30_000)
     rps = big["records"] / big["wall"]
     rps_adapter = big["records"] / (big["wall"] - big["fake_time"])
 
@@ -152,9 +183,14 @@ def main() -> int:
         f"| achieved rate under 100 requests / 10 s (fake clock, {thr['calls']} calls, "
         f"{thr['elapsed']:.0f} s) | {thr['rate']:.2f} req/s = {thr['share']:.1%} of the limit |",
         f"| 429 answers received under that limit | {thr['throttled']} |",
+        f"| same load paced by the store-shared `SqlRateBudget` (fixed 10-s windows; PostgreSQL deployments) | "
+        f"{shared['share']:.1%} of the limit, {shared['throttled']} x 429 |",
         "",
         "The budget is the core's rolling-window-safe `TokenBucket` (burst = limit/20, refill (limit - "
-        "burst)/period), so the sustained rate is 95 % of the limit and no ten-second window exceeds it.",
+        "burst)/period), so the sustained rate is 95 % of the limit and no ten-second window exceeds it. "
+        "The store-shared budget counts fixed windows; a paced client waits for the next window and sends its "
+        "burst at the window's start, so no rolling ten-second window held more than the limit here either "
+        "(the share slightly above 100 % is the first window's burst at t = 0 over a 30-s run).",
         "",
     ]
     text = "\n".join(lines)
