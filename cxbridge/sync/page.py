@@ -177,8 +177,9 @@ class PageWriter:
                 sr.c.source == source, sr.c.object_type == object_type, sr.c.source_id.in_(part)))
             old_patches.update(dict(rows.all()))
         entity = self.stream.entity
-        if entity == "customer" and ledger:
-            changed = self._drop_erased_people(conn, changed)
+        if entity == "customer":
+            if ledger:
+                changed = self._drop_erased_people(conn, changed)
             self._resolve_org_refs(conn, changed)
         echo: dict[str, set[str]] = {}
         if self.echo_filter is not None and existing:
