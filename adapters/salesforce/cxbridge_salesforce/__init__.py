@@ -5,13 +5,17 @@ See docs/salesforce.md for configuration (each auth flow), permissions and write
 
 from __future__ import annotations
 
-from .config import (
-    ClientCredentialsAuth,
-    JwtBearerAuth,
-    PasswordAuth,
-    RefreshTokenAuth,
-    SalesforceConfig,
-)
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .adapter import SalesforceAdapter
+    from .config import (
+        ClientCredentialsAuth,
+        JwtBearerAuth,
+        PasswordAuth,
+        RefreshTokenAuth,
+        SalesforceConfig,
+    )
 
 __all__ = [
     "ClientCredentialsAuth",
@@ -24,8 +28,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
+    # Lazy: the plugin module is imported whenever cxbridge starts (`cxbridge --help` included), and pydantic
+    # models and simple-salesforce are only needed once a Salesforce source is configured.
     if name == "SalesforceAdapter":
         from .adapter import SalesforceAdapter
 
         return SalesforceAdapter
+    if name in __all__:
+        from . import config
+
+        return getattr(config, name)
     raise AttributeError(name)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxbridge import hookimpl
-from cxbridge.adapters import AdapterContext, AdapterInfo
 
-from .config import SalesforceConfig
+if TYPE_CHECKING:
+    from cxbridge.adapters import AdapterContext, AdapterInfo
 
 __all__ = ["register_adapters"]
 
@@ -22,6 +22,11 @@ def _factory(config: Any, context: AdapterContext) -> Any:
 @hookimpl
 def register_adapters() -> Iterable[AdapterInfo]:
     """The ``salesforce`` adapter."""
+    # Imported here, not at module level: cxbridge imports every plugin module at start.
+    from cxbridge.adapters import AdapterInfo
+
+    from .config import SalesforceConfig
+
     return [
         AdapterInfo(
             name="salesforce",
