@@ -217,3 +217,32 @@ def test_kill_minus_nine_and_restart_leaves_store_equal_to_source(
                                    .where(s.sync_runs.c.error.like("interrupted%"))).scalar_one()
     assert all(r.status == "succeeded" and r.records_changed == 0 for r in last)
     assert interrupted >= 3
+
+
+def test_sigterm_finishes_the_current_page_commits_and_stops(tmp_path: Path, store_factory: Any) -> None:
+    rnd = random.Random(99)
+    source = tmp_path / "crm.db"
+    make_source(source, 1200, rnd)
+    store = store_factory("sqlite")
+    config = write_config(tmp_path, store.engine.url.render_as_string(hide_password=False), source)
+    proc = start_sync(config)
+    deadline = time.monotonic() + 120
+    while records_read(store, 0) < 200:
+        assert proc.poll() is None and time.monotonic() < deadline, "sync ended before it could be stopped"
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()[-2000:]  # a clean stop, not a crash
+    with store.connect() as conn:
+        stopped = conn.execute(select(s.sync_runs).where(s.sync_runs.c.status == "stopped")).one()
+        cursor = conn.execute(select(s.cursors.c.cursor).where(s.cursors.c.stream == stopped.stream)).scalar_one()
+        mirror = conn.execute(select(func.count()).select_from(s.source_records)
+                              .where(s.source_records.c.object_type == stopped.stream)).scalar_one()
+    assert "SIGTERM" in stopped.error
+    assert stopped.records_read == stopped.pages * 40  # whole pages only
+    assert stopped.cursor_after == cursor  # the last committed page's cursor
+    assert mirror == stopped.records_read  # nothing beyond the committed pages
+    proc = start_sync(config)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    check_store_equals_source(store, source)
