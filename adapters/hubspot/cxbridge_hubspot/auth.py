@@ -19,6 +19,7 @@ import httpx
 
 from cxbridge.adapters import StateStore
 from cxbridge.errors import AuthError
+from cxbridge.secrets import registry as secret_registry
 
 from .config import HubSpotConfig, OAuthAuth
 
@@ -104,6 +105,7 @@ class OAuthTokens(TokenSource):
             )
         data = resp.json()
         self._token = str(data["access_token"])
+        secret_registry.update([self._token, data.get("refresh_token")])  # never in logs or errors
         self._expires_at = self._now().timestamp() + float(data.get("expires_in", 1800))
         self.refreshes += 1
         new_refresh = data.get("refresh_token")

@@ -135,6 +135,11 @@ def test_oauth_refreshes_ahead_of_expiry_and_persists_rotation(fake, make_adapte
     fresh = make_adapter(auth=OAUTH)
     drain(fresh, "contacts", cursor)
     assert fresh.client.tokens.refreshes == 1 and 400 not in fake.responses
+    from cxbridge.secrets import redact
+
+    token = fresh.client.tokens.access_token()
+    assert token not in redact(f"GET /oauth/v1/access-tokens/{token} failed")  # redacted in logs
+    assert rotated not in redact(f"refresh_token {rotated}")
 
 
 def test_token_expiry_mid_run_refreshes_once(fake, make_adapter):
