@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ __all__ = [
     "WebhookReceiver",
     "bridge_receiver",
     "plan_events",
+    "signed_uri",
     "verify_signature",
     "webhook_endpoint",
 ]
@@ -49,6 +51,17 @@ __all__ = [
 log = logging.getLogger(__name__)
 MAX_AGE_MS = 5 * 60 * 1000
 _LEGACY = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
+
+
+#: URL-encoded characters HubSpot decodes before signing the URI (request-validation docs, v3 signature).
+_DECODE = {"%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$", "%27": "'", "%28": "(",
+           "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";"}
+_ENCODED = re.compile("|".join(_DECODE), re.IGNORECASE)
+
+
+def signed_uri(uri: str) -> str:
+    """The URI as HubSpot signs it (a fixed set of percent-escapes decoded)."""
+    return _ENCODED.sub(lambda m: _DECODE[m.group(0).upper()], uri)
 
 
 def verify_signature(*, secret: str, method: str, uri: str, body: bytes, timestamp: str, signature: str,
@@ -60,7 +73,7 @@ def verify_signature(*, secret: str, method: str, uri: str, body: bytes, timesta
         return "missing or malformed X-HubSpot-Request-Timestamp"
     if abs(now_ms - stamp) > max_age_ms:
         return "timestamp outside the 5-minute window"
-    message = f"{method}{uri}".encode() + body + timestamp.encode()
+    message = f"{method}{signed_uri(uri)}".encode() + body + timestamp.encode()
     expected = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
     if not hmac.compare_digest(expected.encode(), (signature or "").encode()):
         return "signature mismatch"

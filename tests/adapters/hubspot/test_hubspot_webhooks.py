@@ -58,6 +58,17 @@ def test_signature_v3_matches_documented_algorithm():
                                           timestamp="1700000000000", signature=sig, now_ms=1_700_000_400_001)
 
 
+def test_signed_uri_decodes_the_documented_escapes():
+    from cxbridge_hubspot.webhooks import signed_uri
+
+    raw = "https://example.com/hook?x=a%3Ab%2Cc%20d"
+    assert signed_uri(raw) == "https://example.com/hook?x=a:b,c%20d"
+    body, ts = b"[]", "1700000000000"
+    sig = sign_v3(SECRET, "POST", signed_uri(raw), body, ts)
+    assert verify_signature(secret=SECRET, method="POST", uri=raw, body=body, timestamp=ts, signature=sig,
+                            now_ms=1_700_000_000_000) is None
+
+
 def test_property_change_triggers_targeted_reread(fake, wired):
     client, _, inbox, ingested, _ = wired
     c = fake.add("contacts", {"email": "ann@example.com", "firstname": "Ann"})
