@@ -36,6 +36,7 @@ __all__ = [
     "Contribution",
     "Survivorship",
     "assemble",
+    "assemble_compact",
     "compact_provenance",
     "expand_provenance",
     "load_customers",
@@ -178,6 +179,52 @@ def assemble(
         else:
             data[key] = value
     return data, prov
+
+
+def assemble_compact(
+    contributions: Sequence[Contribution], rule: Survivorship
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """:func:`assemble` with provenance in its stored form (:func:`compact_provenance`).
+
+    A golden record with one linked record (most of them) takes a direct path: every field from that record.
+    """
+    if len(contributions) != 1:
+        data, prov = assemble(contributions, rule)
+        return data, compact_provenance(prov)
+    c = contributions[0]
+    data: dict[str, Any] = {"emails": [], "phones": []}
+    fields: dict[str, int] = {}
+    for key, value in c.patch.items():
+        if key in _NOT_GOLDEN or value is None:
+            continue
+        if key in _LIST_FIELDS:
+            data[key] = list(dict.fromkeys(value))
+            if value:
+                fields[key] = 0
+            continue
+        if key == "addresses":
+            seen: set[tuple[Any, ...]] = set()
+            out = []
+            for addr in value:
+                ident = tuple(sorted(addr.items()))
+                if ident not in seen:
+                    seen.add(ident)
+                    out.append(dict(addr))
+            if out:
+                data["addresses"] = out
+                fields[key] = 0
+            continue
+        if key in _NAME_GROUP and not value:
+            continue
+        head, dot, tail = key.partition(".")
+        if dot and head in _NESTED:
+            data.setdefault(head, {})[tail] = value
+        else:
+            data[key] = value
+        fields[key] = 0
+    p = _prov(c)
+    source = [p["source"], p["object_type"], p["source_id"], p["observed_at"]]
+    return data, {"sources": [source] if fields else [], "fields": fields}
 
 
 def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

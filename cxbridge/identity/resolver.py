@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from ..golden import IN_CHUNK, Contribution, Survivorship, assemble, compact_provenance
+from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
@@ -137,10 +137,12 @@ class IdentityResolver:
                     "source": source, "object_type": object_type, "source_id": sid, "entity": "customer",
                     "customer_id": cid, "organization_id": None, "rule": rule, "linked_at": now,
                 })
-            old_keys = set(self.keys(item.old_patch)) if (item.old_patch is not None and old_cid) else set()
-            new_keys = set(keys)
-            key_deletes.extend((k, source, object_type, sid) for k in old_keys - new_keys)
-            moved = old_cid is None or old_cid != cid
+            if item.old_patch is not None and old_cid:
+                old_keys = set(self.keys(item.old_patch))
+                key_deletes.extend((k, source, object_type, sid) for k in old_keys.difference(keys))
+            else:
+                old_keys = _NO_KEYS
+            moved = old_cid != cid
             for k in keys:
                 if moved or k not in old_keys:
                     key_rows.append(
@@ -216,6 +218,7 @@ class IdentityResolver:
 
 
 _NEW = IdentityDecision(action="new", rule="new")
+_NO_KEYS: frozenset[str] = frozenset()
 _B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
@@ -416,8 +419,7 @@ class _PageState:
             contribs = contributions.get(cid) or []
             if not contribs:
                 continue
-            data, full_prov = assemble(contribs, self.r.survivorship)
-            prov = compact_provenance(full_prov)
+            data, prov = assemble_compact(contribs, self.r.survivorship)
             old = existing.get(cid)
             if old is not None and old.data == data and old.provenance == prov:
                 continue

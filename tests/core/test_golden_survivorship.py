@@ -72,3 +72,16 @@ def test_name_parts_survive_together_and_conflicting_full_names_are_dropped() ->
     assert (data["first_name"], data["last_name"], data.get("full_name")) == ("Bob", "Stone", None)
     data, prov = assemble([agreeing, shop], Survivorship("source_priority", ["shop", "cc"]))
     assert data["full_name"] == "bob  STONE" and prov["full_name"]["source_id"] == "c3"
+
+
+@pytest.mark.parametrize("contribution", [SHOP, CALL, Contribution("x", "y", "1", None, {
+    "first_name": "", "full_name": "Al Bo", "addresses": [{"city": "Bonn"}, {"city": "Bonn"}], "emails": [],
+    "custom.a": 1, "consent.sms_opt_out": False})])
+def test_single_record_fast_path_equals_general_assembly(contribution: Contribution) -> None:
+    from cxbridge.golden import assemble_compact, compact_provenance, expand_provenance
+
+    rule = Survivorship("source_priority", ["shop"])
+    data, prov = assemble([contribution], rule)
+    fast_data, fast_prov = assemble_compact([contribution], rule)
+    assert fast_data == data
+    assert expand_provenance(fast_prov) == expand_provenance(compact_provenance(prov))
