@@ -47,6 +47,8 @@ __all__ = ["HubSpotAdapter", "pending_key", "queue_rereads"]
 
 log = logging.getLogger(__name__)
 _SWEEP_MARGIN_MS = 300_000
+#: Property definitions are re-read this often by a long-lived adapter (new custom properties show up).
+DESCRIBE_TTL_SECONDS = 3600
 #: Longest comma-joined property list sent in a list call's query string.
 MAX_LIST_PROPERTY_CHARS = 3000
 #: Read scopes per stream; write-back and engagement creation need ``crm.objects.contacts.write``.
@@ -87,6 +89,7 @@ class HubSpotAdapter(Adapter):
         self.client = HubSpotClient(config, context)
         self.writer = Writer(self.client, context.now)
         self._fields: dict[str, list[FieldInfo]] = {}
+        self._described_at: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------------------- streams
     def streams(self) -> list[StreamInfo]:
@@ -103,7 +106,9 @@ class HubSpotAdapter(Adapter):
 
         Source: https://developers.hubspot.com/docs/api/crm/properties
         """
-        if stream not in self._fields:
+        now = self.context.now().timestamp()
+        if stream not in self._fields or now - self._described_at.get(stream, 0.0) > DESCRIBE_TTL_SECONDS:
+            self._described_at[stream] = now
             resp = self.client.get(f"/crm/v3/properties/{stream}")
             if resp.status_code != 200:
                 raise self.client.error(resp, f"properties of {stream}", self.context.source)

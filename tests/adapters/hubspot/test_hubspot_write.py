@@ -145,3 +145,13 @@ def test_describe_flags_custom_properties(fake, make_adapter):
 
     records, _, _ = drain(adapter, "contacts")
     assert records[0].fields["loyalty_tier"] == "gold"
+
+
+def test_new_custom_properties_are_discovered_within_the_hour(fake, make_adapter):
+    adapter = make_adapter()
+    assert "nps_score" not in adapter.properties_for("contacts")
+    fake.add_property("contacts", "nps_score")
+    assert "nps_score" not in adapter.properties_for("contacts")  # cached
+    fake.clock.sleep(3601)
+    assert "nps_score" in adapter.properties_for("contacts")
+    assert fake.count("GET", "/crm/v3/properties/contacts") == 2
