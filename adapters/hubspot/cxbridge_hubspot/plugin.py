@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from cxbridge import hookimpl
 from cxbridge.adapters import AdapterInfo
 from cxbridge.hooktypes import RouteInfo
 
-from .adapter import HubSpotAdapter
 from .config import HubSpotConfig
 
-__all__ = ["register_adapters", "register_routes"]
+if TYPE_CHECKING:
+    from cxbridge.adapters import AdapterContext
+
+    from .adapter import HubSpotAdapter
+
+__all__ = ["make_adapter", "register_adapters", "register_routes"]
+
+
+def make_adapter(config: HubSpotConfig, context: AdapterContext) -> HubSpotAdapter:
+    """The adapter factory (imports the HTTP stack only when a HubSpot source is built)."""
+    from .adapter import HubSpotAdapter
+
+    return HubSpotAdapter(config, context)
 
 
 @hookimpl
@@ -20,7 +32,7 @@ def register_adapters() -> Iterable[AdapterInfo]:
         AdapterInfo(
             name="hubspot",
             config_model=HubSpotConfig,
-            factory=HubSpotAdapter,
+            factory=make_adapter,
             description="HubSpot CRM (contacts, companies, deals, tickets, engagements; write-back; webhooks)",
         )
     ]

@@ -11,10 +11,14 @@ from cxbridge.errors import ConfigError
 from cxbridge.plugins import collect_adapters, collect_routes, get_plugin_manager
 
 
-def test_entry_point_registers_adapter_and_webhook_route():
+def test_entry_point_registers_adapter_and_webhook_route(fake):
+    from cxbridge_hubspot.testing import make_context
+
     pm = get_plugin_manager()
     info = collect_adapters(pm)["hubspot"]
-    assert info.config_model is HubSpotConfig and info.factory is HubSpotAdapter
+    assert info.config_model is HubSpotConfig
+    config = HubSpotConfig(auth={"type": "private_app", "token": "pat-test"})
+    assert isinstance(info.factory(config, make_context(fake)), HubSpotAdapter)
     routes = collect_routes(pm)
     assert any(r.path == "/webhooks/hubspot/{source}" and r.methods == ("POST",) and not r.auth
                for r in routes.values())
