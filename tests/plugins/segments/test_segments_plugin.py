@@ -13,7 +13,7 @@ from cxbridge_segments.settings import SegmentsSettings
 from cxbridge_segments.state import clear_states, get_state
 from segments_fakes import AS_OF, StoreLikeContext, buy, customer
 
-from cxbridge.models import Consent
+from cxbridge.models import Consent, Trait
 from cxbridge.plugins import call_isolated
 from cxbridge.registry import collect_commands, collect_jobs, collect_settings, collect_traits
 
@@ -190,3 +190,34 @@ def test_interaction_counting_rules_fetch_every_type_others_only_money() -> None
     requested.clear()
     rescore(plain, ["c4"])
     assert requested[-1] == ["purchase", "refund"]
+
+
+def test_changed_settings_refit_the_state() -> None:
+    ctx = make_context()
+    first = rescore(ctx, ["c2"])
+    again = rescore(ctx, ["c2"])
+    assert first.refitted and not again.refitted
+    # Another context on the same (default-keyed) store with a different CLV horizon: the cached state no
+    # longer matches the settings and is refitted.
+    other = make_context(SegmentsSettings(as_of=AS_OF, clv={"horizon_months": 24}))
+    assert rescore(other, ["c2"]).refitted
+    assert not rescore(other, ["c2"]).refitted
+
+
+def test_report_escapes_names_and_counts_groups() -> None:
+    from datetime import datetime
+
+    from cxbridge_segments.report import build_report, render_html
+
+    people = [customer(f"p{i}") for i in range(3)]
+    for i, person in enumerate(people):
+        values = {"segments.tier": "<b>gold</b>" if i else "bronze", "segments.revenue": 100.0 * i,
+                  "segments.rfm_segment": "Champions" if i else None}
+        for name, value in values.items():
+            person.traits[name] = Trait(name=name, value=value, producer="segments", computed_at=AS_OF)
+    data = build_report(people, currency="EUR", generated_at=datetime(2024, 1, 1), segment_order=["Champions"])
+    assert data.customers == 3 and data.revenue == 300.0
+    assert data.segments["Champions"].customers == 2 and data.segments["No purchases"].customers == 1
+    page = render_html(data)
+    assert "<b>gold</b>" not in page and "&lt;b&gt;gold&lt;/b&gt;" in page
+    assert data.share(data.tiers["<b>gold</b>"], "revenue") == 1.0
