@@ -17,7 +17,7 @@ import typer
 __all__ = ["app", "open_context", "set_context_factory"]
 
 app = typer.Typer(help="Customer segments: RFM, value tiers with service levels, CLV and rule segments.",
-                  no_args_is_help=True)
+                  no_args_is_help=True, add_completion=False)
 
 ContextFactory = Callable[[typer.Context], AbstractContextManager[Any]]
 _factory: ContextFactory | None = None
