@@ -145,8 +145,14 @@ class LocalSqlAdapter(Adapter):
             if gone:
                 out.append(
                     construct(
-                        source=source, object_type=object_type, source_id=sid, modstamp=modstamp, fields={},
-                        deleted=True, merged_into=None, associations={},
+                        source=source,
+                        object_type=object_type,
+                        source_id=sid,
+                        modstamp=modstamp,
+                        fields={},
+                        deleted=True,
+                        merged_into=None,
+                        associations={},
                     )
                 )
                 continue
@@ -158,8 +164,14 @@ class LocalSqlAdapter(Adapter):
                 assoc[ref_object] = [str(row[ref_pos])]
             out.append(
                 construct(
-                    source=source, object_type=object_type, source_id=sid, modstamp=modstamp, fields=fields,
-                    deleted=False, merged_into=None, associations=assoc,
+                    source=source,
+                    object_type=object_type,
+                    source_id=sid,
+                    modstamp=modstamp,
+                    fields=fields,
+                    deleted=False,
+                    merged_into=None,
+                    associations=assoc,
                 )
             )
         return out
@@ -169,12 +181,22 @@ class LocalSqlAdapter(Adapter):
         size = self._page_size(stream)
         position = Cursor() if full else cursor
         calls = 1 + len(plan.related)
+        floor: Any = None  # computed-modstamp reads: every record below this raw value was yielded this run
         while True:
+            upper: Any = None
             try:
                 with self.engine.connect() as conn:
+                    lower: Any = None
                     if plan.codec is not None:
                         plan.codec.detect(conn, plan.table)
-                    rows = conn.execute(plan.page_query(position, size)).all()
+                        if plan.windowed:
+                            lower = floor
+                            if lower is None and position.modstamp is not None:
+                                lower = plan.codec.to_db(position.modstamp)
+                            upper = plan.window_upper(conn, lower, size)
+                            calls += 1
+                    query = plan.page_query(position, size, lower=lower, upper=upper)
+                    rows = conn.execute(query).all()
                     records = self._records(plan, conn, rows)
             except sa.exc.SQLAlchemyError as exc:
                 raise self._error(exc, f"reading stream {stream!r}") from None
@@ -188,20 +210,22 @@ class LocalSqlAdapter(Adapter):
                     return
                 position = Cursor(state=state)
                 continue
-            if not rows:
-                return
-            last = records[-1]
-            nxt = Cursor(modstamp=last.modstamp, last_id=last.source_id)
-            if nxt == position:
-                raise AdapterError(
-                    f"stream {stream!r} made no progress at {nxt.modstamp} / {nxt.last_id}: the change column "
-                    "mixes storage formats (see the SQLite notes in the adapter docs)",
-                    source=self.context.source,
-                )
-            yield Page(records, nxt, api_calls=calls)
+            if rows:
+                last = records[-1]
+                nxt = Cursor(modstamp=last.modstamp, last_id=last.source_id)
+                if nxt == position:
+                    raise AdapterError(
+                        f"stream {stream!r} made no progress at {nxt.modstamp} / {nxt.last_id}: the change column "
+                        "mixes storage formats (see the SQLite notes in the adapter docs)",
+                        source=self.context.source,
+                    )
+                yield Page(records, nxt, api_calls=calls)
+                calls = 1 + len(plan.related)
+                position = nxt
             if len(rows) < size:
-                return
-            position = nxt
+                if upper is None:
+                    return
+                floor = upper  # this window is exhausted; the next one starts at its upper bound
 
     def read_ids(self, stream: str, ids: Sequence[str]) -> Iterator[Page]:
         plan = self.plan(stream)

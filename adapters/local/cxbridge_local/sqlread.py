@@ -11,12 +11,14 @@ Related tables (``[...objects.customers.related.emails]``) are fetched per page 
 
 Changes in related tables: when a related table has a ``change_column``, the record's modstamp is the newest
 of the parent's change column and ``MAX(related.change)`` of its related rows, and the keyset runs on that
-computed value. A candidate pre-filter (``parent.change >= :m OR id IN (SELECT fk FROM related WHERE
-related.change >= :m)``) keeps incremental pages on the indexes of both tables. Limits: the computed value
-cannot be indexed, so an *initial* load (no cursor) of a big table sorts every row once per page -- for
-tables of millions of rows prefer a trigger that touches the parent's ``updated_at`` when a related row
-changes, and leave ``change_column`` off the related tables. Hard-deleted related rows leave no trace: they
-are seen when the parent (or another related row) changes next, or on a full read.
+computed value. It cannot be indexed, so reads go in windows: the window's upper bound is the
+``page_size``-th parent change value after the position (one index probe); a record whose computed modstamp
+lies in ``[lower, upper)`` has its newest component in that range too, so the window's candidates are the
+UNION of index ranges on the parent's and each related table's change column, looked up by primary key.
+Each page therefore costs O(page) rows, not O(table). Limits: index the related change columns; when many
+related rows share one late stamp (a bulk update of the contact table), those parents fall into one window
+that is sorted per page (O(those rows) each); hard-deleted related rows leave no trace -- they are seen
+when the parent (or another related row) changes next, or on a full read.
 Rows whose change column is NULL are invisible to keyset reads; ``check()`` reports them.
 """
 
@@ -139,8 +141,37 @@ class StreamPlan:
         greatest = sa.func.max if self.dialect == "sqlite" else sa.func.greatest
         return greatest(base, *subs)
 
-    def page_query(self, cursor: Cursor, page_size: int) -> sa.Select[Any]:
-        """One page after ``cursor`` (keyset on modstamp, or on id for tables without a change column)."""
+    @property
+    def windowed(self) -> bool:
+        """Whether the modstamp is computed over related change columns (see :meth:`window_upper`)."""
+        return self.codec is not None and any(rp.change is not None for rp in self.related)
+
+    def window_upper(self, conn: sa.Connection, lower: Any, size: int) -> Any:
+        """Exclusive upper bound of the next window of a computed-modstamp read, or None (unbounded).
+
+        It is the ``size``-th smallest parent change value at or after ``lower`` (raw, as stored), found on
+        the parent's index. Every record whose computed modstamp lies in ``[lower, upper)`` has its newest
+        component -- the parent's or a related row's change value -- in that range too, so the candidates
+        of a window are two index ranges instead of the whole table.
+        """
+        assert self.codec is not None
+        base = self.codec.expr()
+        query = sa.select(base).where(self.codec.column.is_not(None))
+        if lower is not None:
+            query = query.where(base >= lower)
+        upper = conn.execute(query.order_by(base).offset(size - 1).limit(1)).scalar()
+        if upper is not None and lower is not None and upper <= lower:
+            # ``size`` or more rows share ``lower``: widen to the next distinct value so the window moves
+            upper = conn.execute(sa.select(sa.func.min(base)).where(base > lower)).scalar()
+        return upper
+
+    def page_query(
+        self, cursor: Cursor, page_size: int, *, lower: Any = None, upper: Any = None
+    ) -> sa.Select[Any]:
+        """One page after ``cursor`` (keyset on modstamp, or on id for tables without a change column).
+
+        ``lower`` / ``upper`` bound the window of a computed-modstamp read (raw stored values).
+        """
         if self.codec is None:
             stmt = sa.select(*self.columns).order_by(self.id_col).limit(page_size)
             after = cursor.state.get("after_id")
@@ -158,13 +189,22 @@ class StreamPlan:
                 stmt = stmt.where(eff >= m, sa.or_(eff > m, self.id_col > last))
             else:
                 stmt = stmt.where(eff >= m)
-            changing = [rp for rp in self.related if rp.change is not None]
-            if changing:
-                candidates: list[sa.ColumnElement[bool]] = [self.codec.expr() >= m]
-                for rp in changing:
-                    fks = sa.select(rp.table.c[rp.spec.fk]).where(self.codec.expr(rp.change) >= m)
-                    candidates.append(self.id_col.in_(fks))
-                stmt = stmt.where(sa.or_(*candidates))
+        changing = [rp for rp in self.related if rp.change is not None]
+        if changing and (lower is not None or upper is not None):
+
+            def within(col: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+                conds = [col >= lower] if lower is not None else []
+                if upper is not None:
+                    conds.append(col < upper)
+                return sa.and_(*conds)
+
+            # one id set (UNION of index ranges) the planner can drive the page from by primary key
+            candidates: list[sa.Select[Any]] = [sa.select(self.id_col).where(within(self.codec.expr()))]
+            for rp in changing:
+                candidates.append(sa.select(rp.table.c[rp.spec.fk]).where(within(self.codec.expr(rp.change))))
+            stmt = stmt.where(self.id_col.in_(sa.union(*candidates)))
+            if upper is not None:
+                stmt = stmt.where(eff < upper)
         return stmt.order_by(eff, self.id_col).limit(page_size)
 
     def ids_query(self, ids: Sequence[str]) -> sa.Select[Any]:
