@@ -22,14 +22,15 @@ import csv
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cxbridge.adapters import Adapter, AdapterContext, Cursor, Page, StreamInfo
+from cxbridge.adapters import Adapter, AdapterContext, CheckResult, Cursor, Page, StreamInfo
 from cxbridge.errors import AdapterError
 from cxbridge.models import SourceRecord
 
@@ -163,6 +164,24 @@ class LocalFilesAdapter(Adapter):
             )
         return out
 
+    def check(self, required_fields: Mapping[str, Iterable[str]]) -> list[CheckResult]:
+        """The drop folder is readable, each pattern's matches, and the archive folder is writable."""
+        if not self.folder.is_dir() or not os.access(self.folder, os.R_OK | os.X_OK):
+            return [CheckResult("folder", False, f"drop folder {str(self.folder)!r} missing or not readable")]
+        results = [CheckResult("folder", True, str(self.folder))]
+        for name, obj in self.config.objects.items():
+            matches = [p for p in self.folder.glob(obj.pattern) if p.is_file()]
+            results.append(CheckResult(f"stream {name}", True, f"{len(matches)} file(s) match {obj.pattern!r}"))
+        archive = self.config.archive_folder
+        if archive is not None:
+            target = Path(archive)
+            parent = target if target.exists() else target.parent
+            ok = parent.is_dir() and os.access(parent, os.W_OK)
+            results.append(CheckResult("archive", ok, str(target) if ok else f"{str(target)!r} is not writable"))
+        for object_type in required_fields:
+            results.append(CheckResult(f"write-back {object_type}", False, "file drops are read-only"))
+        return results
+
     # ------------------------------------------------------------------------------------------------ files
 
     def _object(self, stream: str) -> FileObject:
@@ -223,12 +242,15 @@ class LocalFilesAdapter(Adapter):
                 except (ValueError, TypeError, OverflowError):
                     error = f"bad timestamp in {obj.modstamp_column!r}: {fields[obj.modstamp_column]!r}"
         if error is not None or fields is None:
-            return SourceRecord(
+            return SourceRecord.model_construct(
                 source=self.context.source,
                 object_type=object_type,
                 source_id=f"{rel}#{row.offset}",
                 modstamp=mtime,
                 fields={ERROR_KEY: f"{rel} row {row.offset}: {error}", RAW_KEY: row.raw.rstrip("\r\n")},
+                deleted=False,
+                merged_into=None,
+                associations={},
             )
         deleted = bool(
             obj.deleted_column
@@ -237,25 +259,42 @@ class LocalFilesAdapter(Adapter):
         assoc: dict[str, list[str]] = {}
         if obj.customer_ref_column and fields.get(obj.customer_ref_column) not in (None, ""):
             assoc[obj.customer_object or "customers"] = [str(fields[obj.customer_ref_column]).strip()]
-        return SourceRecord(
+        # model_construct: the hot path builds values that already satisfy the model (aware UTC modstamps)
+        return SourceRecord.model_construct(
             source=self.context.source,
             object_type=object_type,
             source_id=sid,
             modstamp=modstamp,
             fields={} if deleted else fields,
             deleted=deleted,
+            merged_into=None,
             associations=assoc,
         )
 
     def read(self, stream: str, cursor: Cursor, *, full: bool = False) -> Iterator[Page]:
+        """Yield pages of the stream's unprocessed files (see the module docs for the state).
+
+        ``full=True`` processes every present file again; its pages carry ``"pass"`` (hashes done in this
+        pass) so a full pass interrupted by a crash resumes where it stopped, and a last empty page clears it.
+        """
         obj = self._object(stream)
         done: dict[str, str] = dict(cursor.state.get("done") or {})
-        current: dict[str, Any] | None = None if full else cursor.state.get("current")
+        in_pass = full and "pass" in cursor.state
+        full_pass: list[str] = list(cursor.state.get("pass") or []) if in_pass else []
+        current: dict[str, Any] | None = cursor.state.get("current") if (in_pass or not full) else None
         size = self.config.page_size
         files = self._candidates(obj)
         if current:  # the file a crashed run was in comes first
-            files.sort(key=lambda p: str(p.relative_to(self.folder)) != current.get("file"))
-        seen_this_run: set[str] = set()
+            resume_file = current.get("file")
+            files.sort(key=lambda p: str(p.relative_to(self.folder)) != resume_file)
+        seen_this_run: set[str] = set(full_pass)
+
+        def state(position: dict[str, Any] | None) -> dict[str, Any]:
+            out: dict[str, Any] = {"done": dict(done), "current": position}
+            if full:
+                out["pass"] = list(full_pass)
+            return out
+
         for path in files:
             rel = str(path.relative_to(self.folder))
             try:
@@ -280,9 +319,13 @@ class LocalFilesAdapter(Adapter):
                 records.append(self._record(stream, obj, rel, row, mtime))
                 offset = row.offset
                 if len(records) >= size:
-                    state = {"done": dict(done), "current": {"file": rel, "sha256": sha, "row": offset}}
-                    yield Page(records, Cursor(state=state), api_calls=0)
+                    yield Page(
+                        records, Cursor(state=state({"file": rel, "sha256": sha, "row": offset})), api_calls=0
+                    )
                     records = []
             done[sha] = rel
-            yield Page(records, Cursor(state={"done": dict(done), "current": None}), api_calls=0)
+            full_pass.append(sha)
+            yield Page(records, Cursor(state=state(None)), api_calls=0)
             self._archive(path, sha)
+        if full:
+            yield Page([], Cursor(state={"done": dict(done), "current": None}), api_calls=0)

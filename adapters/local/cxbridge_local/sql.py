@@ -243,7 +243,14 @@ class LocalSqlAdapter(Adapter):
                 raise self._error(exc, f"reading ids of stream {stream!r}") from None
             found = {r.source_id for r in records}
             records += [
-                SourceRecord(source=self.context.source, object_type=object_type, source_id=i, deleted=True)
+                SourceRecord(
+                    source=self.context.source,
+                    object_type=object_type,
+                    source_id=i,
+                    modstamp=None,
+                    deleted=True,
+                    merged_into=None,
+                )
                 for i in chunk
                 if i not in found
             ]

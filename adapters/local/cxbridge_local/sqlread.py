@@ -200,8 +200,13 @@ class StreamPlan:
 
             # one id set (UNION of index ranges) the planner can drive the page from by primary key
             candidates: list[sa.Select[Any]] = [sa.select(self.id_col).where(within(self.codec.expr()))]
+            seen: set[tuple[str, str, str]] = set()
             for rp in changing:
-                candidates.append(sa.select(rp.table.c[rp.spec.fk]).where(within(self.codec.expr(rp.change))))
+                assert rp.change is not None
+                key = (rp.table.fullname, rp.spec.fk, rp.change.key)
+                if key not in seen:  # emails and phones in one contact table: one range is enough
+                    seen.add(key)
+                    candidates.append(sa.select(rp.table.c[rp.spec.fk]).where(within(self.codec.expr(rp.change))))
             stmt = stmt.where(self.id_col.in_(sa.union(*candidates)))
             if upper is not None:
                 stmt = stmt.where(eff < upper)

@@ -160,3 +160,26 @@ def test_missing_folder_and_unknown_stream_are_config_errors(tmp_path: Path) -> 
     assert exc.value.kind == "config"
     with pytest.raises(AdapterError, match="unknown stream"):
         drain(adapter, "tickets")
+
+
+def test_full_read_reprocesses_present_files_and_check_reports(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    _write(drop / "a.csv", _rows(2))
+    _write(drop / "b.csv", _rows(1, start=5))
+    adapter = _adapter(drop, archive_folder=str(tmp_path / "archive"))
+    _, cursor, _ = drain(_adapter(drop), "calls")
+    again, full_cursor, _ = drain(_adapter(drop), "calls", cursor, full=True)
+    assert [r.source_id for r in again] == ["K1", "K2", "K5"]
+    assert dict(full_cursor.state["done"]) == dict(cursor.state["done"]) and "pass" not in full_cursor.state
+    # a full pass interrupted after a.csv resumes with b.csv only
+    gen = _adapter(drop).read("calls", cursor, full=True)
+    first = next(gen)
+    gen.close()
+    assert [r.source_id for r in first.records] == ["K1", "K2"] and len(first.cursor.state["pass"]) == 1
+    rest, _, _ = drain(_adapter(drop), "calls", first.cursor, full=True)
+    assert [r.source_id for r in rest] == ["K5"]
+    checks = {c.name: c for c in adapter.check({"calls": ["note"]})}
+    assert checks["folder"].ok and checks["stream calls"].detail.startswith("2 file(s)")
+    assert checks["archive"].ok
+    assert not checks["write-back calls"].ok
+    assert not _adapter(tmp_path / "missing").check({})[0].ok
