@@ -268,3 +268,37 @@ def test_computed_modstamp_windows_neither_skip_nor_repeat(db: CrmDb) -> None:
     done = {r.source_id for p in pages[: len(pages) // 2 + 1] for r in p.records}
     assert {r.source_id for r in rest} == set(ids) - done, "resuming mid-way loses and repeats nothing"
     adapter.close()
+
+
+def test_timezone_aware_and_timestamp_columns(db: CrmDb) -> None:
+    """PostgreSQL ``timestamptz`` and MySQL ``TIMESTAMP`` (session in UTC) page and resume like naive UTC."""
+    from datetime import UTC, datetime, timedelta
+
+    if db.backend == "sqlite":
+        import pytest
+
+        pytest.skip("SQLite has no timezone-aware column type")
+    kind = sa.DateTime(timezone=True) if db.backend == "postgresql" else sa.dialects.mysql.TIMESTAMP(fsp=6)
+    table = sa.Table(
+        "ticket", db.md, sa.Column("id", sa.Integer, primary_key=True), sa.Column("changed", kind, nullable=False)
+    )
+    table.create(db.engine)
+    base = datetime(2024, 7, 1, 22, 30, tzinfo=UTC)
+    stamps = [base + timedelta(minutes=i // 2) for i in range(9)]  # pairs share a stamp
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.insert(table),
+            [
+                {"id": i + 1, "changed": s if db.backend == "postgresql" else naive(s)}
+                for i, s in enumerate(stamps)
+            ],
+        )
+    config = db.config(page_size=2)
+    config["objects"] = {"tickets": {"table": "ticket", "schema": db.schema, "change_column": "changed"}}
+    adapter = db.adapter(config)
+    records, _, pages = drain(adapter, "tickets")
+    assert [r.source_id for r in records] == [str(i) for i in range(1, 10)]
+    assert [r.modstamp for r in records] == stamps
+    rest, _, _ = drain(adapter, "tickets", pages[1].cursor)
+    assert [r.source_id for r in rest] == [str(i) for i in range(5, 10)]
+    adapter.close()
