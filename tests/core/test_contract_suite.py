@@ -54,11 +54,7 @@ class MemoryCrmAdapter(Adapter):
                 return key[0] > cursor.modstamp
             return key > (cursor.modstamp, int(cursor.last_id or 0))
 
-        rows = sorted(
-            ((r["modstamp"], int(sid)), sid)
-            for sid, r in self.crm.rows.items()
-            if not r.get("gone") or self.bug == ""
-        )
+        rows = sorted(((r["modstamp"], int(sid)), sid) for sid, r in self.crm.rows.items())
         rows = [(k, sid) for k, sid in rows if after(k)]
         if self.bug == "hard_delete":
             rows = [(k, sid) for k, sid in rows if not self.crm.rows[sid].get("gone")]
