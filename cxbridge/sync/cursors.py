@@ -33,10 +33,20 @@ __all__ = ["advance", "clamp", "load_cursor", "read_start", "save_cursor"]
 logger = logging.getLogger(__name__)
 
 
-def _pos(cursor: Cursor) -> tuple[datetime, str] | None:
-    if cursor.modstamp is None:
-        return None
-    return (cursor.modstamp, cursor.last_id or "")
+def _before(a: Cursor, b: Cursor) -> bool:
+    """Whether position ``a`` lies before ``b`` (both with a modstamp).
+
+    Ties on the modstamp compare the ids the way sources order them: numerically when both are digit strings
+    (SQL integer keys, HubSpot ids), else as strings (Salesforce ids); no id = the start of the tie group.
+    """
+    assert a.modstamp is not None and b.modstamp is not None
+    if a.modstamp != b.modstamp:
+        return a.modstamp < b.modstamp
+    if a.last_id is None or b.last_id is None:
+        return a.last_id is None and b.last_id is not None
+    if a.last_id.isdigit() and b.last_id.isdigit():
+        return int(a.last_id) < int(b.last_id)
+    return a.last_id < b.last_id
 
 
 def load_cursor(conn: Connection, source: str, stream: str) -> Cursor:
@@ -74,7 +84,6 @@ def read_start(saved: Cursor, lookback: timedelta, limit: datetime) -> Cursor:
 def advance(saved: Cursor, page: Cursor, limit: datetime) -> Cursor:
     """The cursor to commit after a page: the page's, clamped, never behind ``saved``; state always moves."""
     new = clamp(page, limit)
-    old_pos, new_pos = _pos(saved), _pos(new)
-    if old_pos is not None and (new_pos is None or new_pos < old_pos):
+    if saved.modstamp is not None and (new.modstamp is None or _before(new, saved)):
         return Cursor(modstamp=saved.modstamp, last_id=saved.last_id, state=page.state)
     return new

@@ -157,3 +157,13 @@ def test_records_updated_while_paging_end_up_current(store: Any) -> None:
     with store.connect() as conn:
         rows = dict(conn.execute(select(s.source_records.c.source_id, s.source_records.c.fields)).all())
     assert {sid: f["fn"] for sid, f in rows.items()} == {sid: f["fn"] for sid, f in crm.live("customers").items()}
+
+
+def test_ties_compare_numeric_ids_numerically() -> None:
+    saved = Cursor(modstamp=T, last_id="9")
+    assert cursors.advance(saved, Cursor(modstamp=T, last_id="10"), NOW).last_id == "10"
+    assert cursors.advance(saved, Cursor(modstamp=T, last_id="8"), NOW).last_id == "9"
+    text = Cursor(modstamp=T, last_id="003A")
+    assert cursors.advance(text, Cursor(modstamp=T, last_id="003B"), NOW).last_id == "003B"
+    assert cursors.advance(Cursor(modstamp=T), Cursor(modstamp=T, last_id="1"), NOW).last_id == "1"
+    assert cursors.advance(saved, Cursor(modstamp=T), NOW).last_id == "9"
