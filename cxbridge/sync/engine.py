@@ -190,6 +190,43 @@ class SyncEngine:
             results.append(self.run_stream(p, full=full, progress=progress))
         return results
 
+    def run_one(self, source: str, stream: str, *, full: bool = False,
+                progress: Progress | None = None) -> SyncRunInfo:
+        """Sync one (source, stream) -- the unit the daemon schedules (with one lock per stream)."""
+        for p in self.plan([source]):
+            if p.stream.name == stream:
+                return self.run_stream(p, full=full, progress=progress)
+        raise ConfigError(f"source {source!r} has no enabled stream {stream!r}", key=f"sources.{source}.streams")
+
+    def sync_ids(self, source: str, stream: str, ids: Sequence[str]) -> PageOutcome:
+        """Re-read the given records (after a webhook) and apply them; the stream's cursor is not touched.
+
+        Records that no longer exist come back from the adapter as tombstones; merged ones with
+        ``merged_into``. Returns what changed (the change hooks have run).
+        """
+        p = next((x for x in self.plan([source]) if x.stream.name == stream), None)
+        if p is None:
+            raise ConfigError(f"source {source!r} has no enabled stream {stream!r}",
+                              key=f"sources.{source}.streams")
+        total = PageOutcome()
+        run_id = f"ids_{new_id('run')[4:]}"
+        for page in p.adapter.read_ids(stream, list(ids)):
+            records = list(page.records)
+            rejected = self._prepare(p, records, run_id)
+            now = self.now()
+            with self.store.begin() as conn:
+                outcome = p.writer.write(conn, records, run_id, now)
+                outcome.quarantined.extend(rejected)
+                quarantine.add(conn, source, stream, outcome.quarantined, run_id, now)
+                self._write_failures(conn)
+            self._after_commit(p, outcome, run_id, now)
+            total.read += outcome.read
+            total.changed += outcome.changed
+            total.quarantined.extend(outcome.quarantined)
+            total.customers |= outcome.customers
+            total.merges.extend(outcome.merges)
+        return total
+
     def run_stream(self, p: _Plan, *, full: bool = False, progress: Progress | None = None) -> SyncRunInfo:
         """Sync one stream (see the module docs)."""
         source, stream, adapter, writer = p.source, p.stream, p.adapter, p.writer

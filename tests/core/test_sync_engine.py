@@ -305,3 +305,23 @@ def test_organizations_are_linked_from_customers(store: Any) -> None:
     a.delete("companies", "k1", modstamp=T + timedelta(minutes=1))
     eng.run()
     assert rows(store, select(s.organizations)) == []
+
+
+def test_sync_ids_applies_targeted_reads_without_moving_the_cursor(store: Any) -> None:
+    a = crm()
+    a.put("customers", "1", {"fn": "Ann", "email": "ann@example.com"}, modstamp=T)
+    a.put("customers", "2", {"fn": "Bob", "email": "bob@example.com"}, modstamp=T)
+    eng = setup(store, a)
+    eng.run()
+    with store.connect() as conn:
+        before = conn.execute(select(s.cursors.c.cursor).where(s.cursors.c.stream == "customers")).scalar_one()
+    a.update("customers", "1", {"fn": "Anna"}, modstamp=T + timedelta(minutes=1))
+    del a.data["customers"]["2"]  # gone: the targeted read returns a tombstone
+    outcome = eng.sync_ids("shop", "customers", ["1", "2"])
+    assert (outcome.read, outcome.changed) == (2, 2)
+    assert [r.display_name for r in rows(store, select(s.customers.c.display_name))] == ["Anna"]
+    with store.connect() as conn:
+        after = conn.execute(select(s.cursors.c.cursor).where(s.cursors.c.stream == "customers")).scalar_one()
+    assert after == before
+    one = eng.run_one("shop", "customers")
+    assert one.status == "succeeded" and one.records_changed == 0
