@@ -140,11 +140,14 @@ def _take(adapter: Adapter, stream: str, cursor: Cursor, n_pages: int) -> tuple[
     gen: Iterator[Page] = adapter.read(stream, cursor)
     records: list[SourceRecord] = []
     position = cursor
+    taken = 0
     try:
-        for _ in range(n_pages):
-            page = next(gen)
+        for page in gen:
             records.extend(page.records)
             position = page.cursor
+            taken += 1
+            if taken == n_pages:
+                break
     finally:
         close = getattr(gen, "close", None)
         if close is not None:

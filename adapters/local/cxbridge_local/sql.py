@@ -50,7 +50,10 @@ class LocalSqlAdapter(Adapter):
         self.config: LocalSqlConfig = config
         url = config.url.get_secret_value()
         self.url_redacted = redacted_url(url)
-        password = sa.engine.make_url(url).password if "://" in url else None
+        try:
+            password = sa.engine.make_url(url).password
+        except Exception:  # unparseable: create_engine below reports it (redacted)
+            password = None
         self._secrets = [s for s in (*context.secrets, url, password) if s]
         self.engine = create_engine(config)
         self.schema = Schema(self.engine)

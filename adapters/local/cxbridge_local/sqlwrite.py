@@ -192,8 +192,12 @@ class Writer:
         exists = conn.execute(sa.select(plan.id_col).where(plan.id_col == pid)).first()
         if exists is None:
             return  # already gone: erasure is idempotent
+        # every row the party owns in a related table is personal data: delete by fk, whatever its kind
+        cleared: set[tuple[str, str]] = set()
         for rp in plan.related:
-            conn.execute(sa.delete(rp.table).where(rp.table.c[rp.spec.fk] == pid, *plan._where_eq(rp)))
+            if (rp.table.fullname, rp.spec.fk) not in cleared:
+                cleared.add((rp.table.fullname, rp.spec.fk))
+                conn.execute(sa.delete(rp.table).where(rp.table.c[rp.spec.fk] == pid))
         if plan.obj.erase_mode == "delete":
             conn.execute(sa.delete(plan.table).where(plan.id_col == pid))
             return
