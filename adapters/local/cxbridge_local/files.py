@@ -93,6 +93,9 @@ def _csv_rows(path: Path, obj: FileObject) -> Iterator[_Row]:
             yield _Row(0, None, "".join(captured), f"unreadable header: {exc}")
             return
         header = [h.strip() for h in header]
+        if obj.id_column not in header:
+            yield _Row(0, None, "".join(captured), f"header has no id column {obj.id_column!r} (has: {header})")
+            return
         captured.clear()
         offset = 0
         while True:

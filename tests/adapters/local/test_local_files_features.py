@@ -97,6 +97,11 @@ def test_malformed_rows_are_marked_and_the_rest_goes_on(tmp_path: Path) -> None:
     k5 = next(r for r in records if r.source_id == "K5")
     assert k5.fields["note"] == "multi\nline note" and k5.fields["caller"] == 'Dee "the" caller'
 
+    _write(drop / "c.csv", ["x,y"], header="id,name\n")
+    records_c = [r for r in drain(_adapter(drop, obj={"pattern": "c.csv"}), "calls")[0]]
+    assert [r.source_id for r in records_c] == ["c.csv#0"]
+    assert "header has no id column 'call_id'" in records_c[0].fields[ERROR_KEY]
+
     adapter = _adapter(drop, obj={"pattern": "*.jsonl"})
     records, _, _ = drain(adapter, "calls")
     assert [r.source_id for r in records] == ["J1", "b.jsonl#2", "b.jsonl#3", "J3"]
