@@ -64,20 +64,20 @@ def saved_cursor(store: Any) -> Cursor:
         return cursors.load_cursor(conn, "shop", "customers")
 
 
-def test_ten_thousand_records_with_one_timestamp_neither_loop_nor_skip(sqlite_store: Any) -> None:
+def test_ten_thousand_records_with_one_timestamp_neither_loop_nor_skip(store: Any) -> None:
     crm = customers(page_size=1000)
     for i in range(10_000):
         crm.put("customers", f"{i:05d}", {"email": f"p{i}@example.com"}, modstamp=T)
-    eng = setup(sqlite_store, crm, lookback=300)
+    eng = setup(store, crm, lookback=300)
     (run,) = eng.run()
     assert (run.status, run.records_read, run.records_changed, run.pages) == ("succeeded", 10_000, 10_000, 10)
-    assert count(sqlite_store, s.source_records) == 10_000
-    assert count(sqlite_store, s.customers) == 10_000
-    assert saved_cursor(sqlite_store).last_id == "09999"
+    assert count(store, s.source_records) == 10_000
+    assert count(store, s.customers) == 10_000
+    assert saved_cursor(store).last_id == "09999"
     # an incremental run re-reads the look-back window (the same 10k) but changes nothing and terminates
     (again,) = eng.run()
     assert (again.status, again.records_changed) == ("succeeded", 0)
-    assert count(sqlite_store, s.customers) == 10_000
+    assert count(store, s.customers) == 10_000
 
 
 def test_lookback_picks_up_late_committed_records(store: Any) -> None:
