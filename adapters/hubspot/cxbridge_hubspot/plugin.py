@@ -6,15 +6,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from cxbridge import hookimpl
-from cxbridge.adapters import AdapterInfo
-from cxbridge.hooktypes import RouteInfo
-
-from .config import HubSpotConfig
 
 if TYPE_CHECKING:
-    from cxbridge.adapters import AdapterContext
+    from cxbridge.adapters import AdapterContext, AdapterInfo
+    from cxbridge.hooktypes import RouteInfo
 
     from .adapter import HubSpotAdapter
+    from .config import HubSpotConfig
 
 __all__ = ["make_adapter", "register_adapters", "register_routes"]
 
@@ -28,6 +26,11 @@ def make_adapter(config: HubSpotConfig, context: AdapterContext) -> HubSpotAdapt
 
 @hookimpl
 def register_adapters() -> Iterable[AdapterInfo]:
+    # Imported here: the plugin module is imported at every start, the config model only when needed.
+    from cxbridge.adapters import AdapterInfo
+
+    from .config import HubSpotConfig
+
     return [
         AdapterInfo(
             name="hubspot",
@@ -40,6 +43,8 @@ def register_adapters() -> Iterable[AdapterInfo]:
 
 @hookimpl
 def register_routes() -> Iterable[RouteInfo]:
+    from cxbridge.hooktypes import RouteInfo
+
     from .webhooks import webhook_endpoint
 
     return [

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cxbridge import hookimpl
-from cxbridge.adapters import Adapter, AdapterContext, AdapterInfo
 
-from .config import LocalFilesConfig, LocalSqlConfig
+if TYPE_CHECKING:
+    from cxbridge.adapters import Adapter, AdapterContext, AdapterInfo
 
 __all__ = ["register_adapters"]
 
@@ -26,6 +26,11 @@ def _files(config: Any, context: AdapterContext) -> Adapter:
 
 @hookimpl
 def register_adapters() -> list[AdapterInfo]:
+    # Imported here: the plugin module is imported at every start, the config models only when needed.
+    from cxbridge.adapters import AdapterInfo
+
+    from .config import LocalFilesConfig, LocalSqlConfig
+
     return [
         AdapterInfo(
             name="local-sql",

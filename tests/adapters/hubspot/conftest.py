@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 from cxbridge_hubspot import HubSpotAdapter, HubSpotConfig
 from cxbridge_hubspot.testing import DictState, FakeHubSpot, make_context
-
-from cxbridge.adapters import Cursor, Page
-from cxbridge.models import SourceRecord
+from hubspot_helpers import drain, sync
 
 
 @pytest.fixture
@@ -40,26 +38,4 @@ def make_adapter(fake: FakeHubSpot, state: DictState) -> Callable[..., HubSpotAd
         adapter.close()
 
 
-def drain(adapter: HubSpotAdapter, stream: str, cursor: Cursor | None = None, *, full: bool = False,
-          stop_after: int | None = None) -> tuple[list[SourceRecord], Cursor, list[Page]]:
-    """Read ``stream`` like the engine: commit each page's cursor; optionally 'crash' after N pages."""
-    cur = cursor or Cursor()
-    records: list[SourceRecord] = []
-    pages: list[Page] = []
-    for page in adapter.read(stream, cur, full=full):
-        records.extend(page.records)
-        pages.append(page)
-        cur = page.cursor
-        if stop_after is not None and len(pages) >= stop_after:
-            break
-    return records, cur, pages
-
-
-def sync(adapter: HubSpotAdapter, stream: str,
-         cursor: Cursor | None = None) -> tuple[dict[str, SourceRecord], Cursor]:
-    """Run to completion, upserting by id (the store's idempotent upsert); returns the mirror and cursor."""
-    records, cur, _ = drain(adapter, stream, cursor)
-    mirror: dict[str, SourceRecord] = {}
-    for rec in records:
-        mirror[rec.source_id] = rec
-    return mirror, cur
+__all__ = ["drain", "fake", "make_adapter", "state", "sync"]

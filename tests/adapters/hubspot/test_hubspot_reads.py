@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from datetime import timedelta
 
-from conftest import drain
+from hubspot_helpers import drain
 
 from cxbridge.adapters import Cursor
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import drain
 from cxbridge_hubspot.auth import STATE_REFRESH_TOKEN
+from hubspot_helpers import drain
 
 from cxbridge.errors import QuotaExhausted
 

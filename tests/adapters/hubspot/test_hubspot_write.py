@@ -141,7 +141,7 @@ def test_describe_flags_custom_properties(fake, make_adapter):
     fields = {f.name: f for f in adapter.describe("contacts")}
     assert fields["loyalty_tier"].custom and not fields["email"].custom and fields["email"].unique
     assert "loyalty_tier" in adapter.properties_for("contacts")  # read without configuration
-    from conftest import drain
+    from hubspot_helpers import drain
 
     records, _, _ = drain(adapter, "contacts")
     assert records[0].fields["loyalty_tier"] == "gold"
