@@ -117,6 +117,7 @@ class SyncEngine:
         self._erased_ids = getattr(erasure, "erased_source_keys", None)
         self._erased_keys = getattr(erasure, "is_erased", None)
         self._writers: dict[tuple[str, str], PageWriter] = {}
+        self._open_quarantine = False
         self.writable = [name for name, a in self.adapters.items() if "write" in a.capabilities]
 
     # ------------------------------------------------------------------------------------------ control
@@ -237,6 +238,7 @@ class SyncEngine:
         with self.store.begin() as conn:
             saved = cursors.load_cursor(conn, source, stream.name)
             runs.start_run(conn, info, full=full, cursor=saved)
+            self._open_quarantine = quarantine.has_open(conn, source, stream.name)
         self._hook("sync_started", info.id, run=info)
         if progress:
             progress("start", info)
@@ -280,7 +282,10 @@ class SyncEngine:
         with self.store.begin() as conn:
             outcome = p.writer.write(conn, batch, info.id, now)
             outcome.quarantined.extend(rejected)
+            if self._open_quarantine and outcome.written:
+                quarantine.resolve(conn, p.source, p.stream.name, outcome.written, now)
             quarantine.add(conn, p.source, p.stream.name, outcome.quarantined, info.id, now)
+            self._open_quarantine = self._open_quarantine or bool(outcome.quarantined)
             committed = cursors.advance(committed, page_cursor, limit)
             cursors.save_cursor(conn, p.source, p.stream.name, committed, info.id, now)
             info = replace(

@@ -57,6 +57,7 @@ class PageOutcome:
     customers: set[str] = field(default_factory=set)
     merges: list[tuple[str, list[str]]] = field(default_factory=list)
     interactions: list[dict[str, Any]] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)  # source ids stored in the mirror by this page
 
 
 _EMPTY = RawJSON("{}")
@@ -197,6 +198,7 @@ class PageWriter:
         # A tombstone keeps the last known fields and patch (adapters send deletions without fields).
         bulk_upsert(conn, sr, dead_rows, ["source", "object_type", "source_id"], _TOMBSTONE_UPDATE)
         out.changed += len(changed)
+        out.written.extend(rec.source_id for rec, *_ in changed)
         live = [(rec, patch) for rec, patch, _d, _b in changed if patch is not None]
         dead = [rec for rec, patch, _d, _b in changed if patch is None]
         quiet = self._echo_only(live, old_patches, echo)

@@ -1,8 +1,9 @@
 """The quarantine: records that could not be used, with the reason, until replayed or discarded.
 
-Rows live in ``quarantine`` (``open`` -> ``replayed`` | ``discarded``). ``raw`` holds the whole
-:class:`~cxbridge.models.SourceRecord` as JSON, so a replay after a mapping or config fix re-runs the record
-through the current mapping exactly as if the adapter had returned it again.
+Rows live in ``quarantine``: ``open`` -> ``replayed`` | ``discarded`` | ``resolved`` (the record was fixed
+in the source and read again) | ``superseded`` (a newer bad version of the same record replaced it).
+``raw`` holds the whole :class:`~cxbridge.models.SourceRecord` as JSON, so a replay after a mapping or config
+fix re-runs the record through the current mapping exactly as if the adapter had returned it again.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..models import SourceRecord
 from ..store import schema as s
 from .convert import jsonable
 
-__all__ = ["QuarantineItem", "add", "counts", "list_items", "mark", "record_of"]
+__all__ = ["QuarantineItem", "add", "counts", "has_open", "list_items", "mark", "record_of", "resolve"]
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,22 @@ def mark(conn: Connection, ids: Sequence[int], status: str, now: datetime) -> No
     if ids:
         q = s.quarantine
         conn.execute(update(q).where(q.c.id.in_(list(ids))).values(status=status, resolved_at=now))
+
+
+def resolve(conn: Connection, source: str, stream: str, source_ids: Sequence[str], now: datetime) -> None:
+    """Close open rows of records that have now been stored (fixed in the source and read again)."""
+    q = s.quarantine
+    for i in range(0, len(source_ids), 500):
+        conn.execute(update(q).where(q.c.source == source, q.c.stream == stream, q.c.status == "open",
+                                     q.c.source_id.in_(source_ids[i : i + 500]))
+                     .values(status="resolved", resolved_at=now))
+
+
+def has_open(conn: Connection, source: str, stream: str) -> bool:
+    """Whether the stream has open quarantine rows."""
+    q = s.quarantine
+    return conn.execute(select(q.c.id).where(q.c.source == source, q.c.stream == stream, q.c.status == "open")
+                        .limit(1)).first() is not None
 
 
 def counts(conn: Connection) -> dict[tuple[str, str], int]:

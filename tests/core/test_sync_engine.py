@@ -325,3 +325,15 @@ def test_sync_ids_applies_targeted_reads_without_moving_the_cursor(store: Any) -
     assert after == before
     one = eng.run_one("shop", "customers")
     assert one.status == "succeeded" and one.records_changed == 0
+
+
+def test_record_fixed_in_the_source_resolves_its_quarantine_row(store: Any) -> None:
+    a = crm()
+    a.put("customers", "3", {"fn": "Cy", "email": "cy at example.com"}, modstamp=T)
+    eng = setup(store, a)
+    eng.run()
+    assert rows(store, select(s.quarantine.c.status))[0].status == "open"
+    a.update("customers", "3", {"email": "cy@example.com"}, modstamp=T + timedelta(minutes=1))
+    eng.run()
+    assert rows(store, select(s.quarantine.c.status))[0].status == "resolved"
+    assert [r.primary_email for r in rows(store, select(s.customers.c.primary_email))] == ["cy@example.com"]
