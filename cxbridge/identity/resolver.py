@@ -39,7 +39,7 @@ from ..sync.bulk import bulk_delete, bulk_upsert
 from .default import decide as default_decide
 from .keys import KeyBuilder
 
-__all__ = ["Decider", "IdentityResolver", "LiveItem", "ResolveResult"]
+__all__ = ["IDENTITY_LOCK", "Decider", "IdentityResolver", "LiveItem", "ResolveResult", "identity_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class IdentityResolver:
         result = ResolveResult()
         if not items:
             return result
+        identity_lock(conn)
         page = _PageState(self, conn, result, now)
         ids = [item.record.source_id for item in items]
         current = page.current_links(source, object_type, ids)
@@ -173,6 +174,7 @@ class IdentityResolver:
         result = ResolveResult()
         if not tombstones:
             return result
+        identity_lock(conn)
         page = _PageState(self, conn, result, now)
         ids = [t[0] for t in tombstones]
         survivors = [t[1] for t in tombstones if t[1]]
@@ -237,6 +239,21 @@ class _Ids:
             self.next = (ms << 80) | int.from_bytes(os.urandom(10), "big") >> 1  # headroom for +1 steps
         value, self.next = self.next, self.next + 1
         return f"{self.prefix}_{base64.b32encode(value.to_bytes(20, 'big'))[6:].translate(_B32).decode()}"
+
+
+#: PostgreSQL advisory lock key of identity resolution ("cxbr").
+IDENTITY_LOCK = 0x63786272
+
+
+def identity_lock(conn: Connection) -> None:
+    """Serialize identity resolution between concurrent page transactions (workers, parallel streams).
+
+    Two transactions that both see no customer with ``email:ann@...`` would each create one; the lock makes
+    the second wait until the first committed its keys. SQLite needs nothing: ``BEGIN IMMEDIATE`` already
+    serializes writers. PostgreSQL: a transaction-level advisory lock, released at commit.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({IDENTITY_LOCK})")
 
 
 def _dedupe_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -194,3 +194,35 @@ def test_resolve_identity_plugin_overrides_the_default(store: Any) -> None:
     b.put("contacts", "c1", {"name": "Ann Lee", "mail": "ann@example.com"}, modstamp=T0)
     engine(store, {"shop": a, "cc": b}, plugins=(NeverLink(),)).run()
     assert len(golden(store)) == 2
+
+
+def test_concurrent_page_transactions_do_not_duplicate_a_new_person(store: Any) -> None:
+    """Two sources sync the same new person in parallel threads: one golden customer, not two."""
+    import threading
+
+    a, b = shop(), callcentre()
+    for i in range(200):
+        a.put("customers", str(i), {"fn": f"P{i}", "email": f"p{i}@example.com"}, modstamp=T0)
+        b.put("contacts", f"c{i}", {"name": f"P {i}", "mail": f"P{i}@example.com"}, modstamp=T0)
+    a.page_size = b.page_size = 20
+    eng = engine(store, {"shop": a, "cc": b})
+    plans = {p.source: p for p in eng.plan() if p.stream.entity == "customer"}
+    errors: list[BaseException] = []
+
+    def run(source: str) -> None:
+        try:
+            eng.run_stream(plans[source])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("shop", "cc")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with store.connect() as conn:
+        customers = conn.execute(select(s.customers.c.id)).all()
+        links = conn.execute(select(s.source_links.c.customer_id)).all()
+    assert len(customers) == 200
+    assert len(links) == 400
