@@ -24,7 +24,7 @@ from sqlalchemy import Connection, and_, delete, select, update
 from ..adapters import StreamInfo
 from ..errors import RecordError
 from ..golden import IN_CHUNK
-from ..identity.resolver import IdentityResolver, LiveItem
+from ..identity.resolver import IdentityResolver, LiveItem, identity_lock
 from ..models import SourceRecord
 from ..store import schema as s
 from ..store.ops import new_id
@@ -116,6 +116,9 @@ class PageWriter:
         """Apply ``records`` (one page) in ``conn``'s transaction."""
         out = PageOutcome(read=len(records))
         entity = self.stream.entity
+        if entity == "customer" and records:
+            # taken before any row lock of this page, so concurrent pages always lock in the same order
+            identity_lock(conn)
         mapped: list[tuple[SourceRecord, dict[str, Any] | None, str, RawJSON]] = []
         for record in records:
             error = record.fields.get("__error__") if record.fields else None
