@@ -200,11 +200,12 @@ class PageWriter:
         bulk_upsert(conn, sr, live_rows, ["source", "object_type", "source_id"], _MIRROR_UPDATE)
         # A tombstone keeps the last known fields and patch (adapters send deletions without fields).
         bulk_upsert(conn, sr, dead_rows, ["source", "object_type", "source_id"], _TOMBSTONE_UPDATE)
-        out.changed += len(changed)
         out.written.extend(rec.source_id for rec, *_ in changed)
         live = [(rec, patch) for rec, patch, _d, _b in changed if patch is not None]
         dead = [rec for rec, patch, _d, _b in changed if patch is None]
         quiet = self._echo_only(live, old_patches, echo)
+        # our own write-backs coming back are stored (so the hash matches next time) but are not changes
+        out.changed += len(changed) - len(quiet)
         if entity == "customer":
             self._customers(conn, object_type, live, dead, old_patches, quiet, now, out)
         elif entity == "organization":
