@@ -114,9 +114,10 @@ def _summary(results: list[Any], delivery: Any) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="sync summary")
-    for col in ("source", "stream", "status", "read", "changed", "quarantined", "pages", "api calls", "seconds"):
-        table.add_column(col, justify="right" if col not in ("source", "stream", "status") else "left")
+    table = Table(title="sync summary", padding=(0, 1))
+    for col in ("source", "stream", "status", "read", "changed", "quarant.", "pages", "calls", "s"):
+        table.add_column(col, justify="right" if col not in ("source", "stream", "status") else "left",
+                         no_wrap=True)
     colors = {"succeeded": "green", "failed": "red", "stopped": "yellow"}
     for r in results:
         seconds = (r.finished_at - r.started_at).total_seconds() if r.finished_at else 0.0
