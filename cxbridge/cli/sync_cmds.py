@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -68,10 +69,10 @@ def sync(
             with Progress(
                 SpinnerColumn(),
                 TextColumn("[bold]{task.description}"),
-                BarColumn(bar_width=None),
+                BarColumn(bar_width=10),
                 TextColumn(
-                    "{task.fields[records]:>9,} records  {task.fields[pages]:>5} pages  "
-                    "{task.fields[rate]:>8,.0f}/s  {task.fields[status]}"
+                    "{task.fields[records]:>9,} rec {task.fields[pages]:>5} pg "
+                    "{task.fields[rate]:>7,.0f}/s {task.fields[status]}"
                 ),
                 TimeElapsedColumn(),
                 console=console,
@@ -111,10 +112,11 @@ def sync(
 
 
 def _summary(results: list[Any], delivery: Any) -> None:
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="sync summary", padding=(0, 1))
+    table = Table(title="sync summary", box=box.SIMPLE_HEAD, padding=(0, 1))
     for col in ("source", "stream", "status", "read", "changed", "quarant.", "pages", "calls", "s"):
         table.add_column(col, justify="right" if col not in ("source", "stream", "status") else "left",
                          no_wrap=True)
@@ -132,7 +134,8 @@ def _summary(results: list[Any], delivery: Any) -> None:
             str(r.api_calls),
             f"{seconds:.1f}",
         )
-    console = Console()
+    # Not a terminal (CI logs, pipes): rich would assume 80 columns and cut the table's words.
+    console = Console() if sys.stdout.isatty() else Console(width=max(Console().width, 120))
     console.print(table)
     for r in results:
         if r.error:
