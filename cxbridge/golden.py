@@ -189,8 +189,8 @@ def assemble_compact(
     A golden record with one linked record (most of them) takes a direct path: every field from that record.
     """
     if len(contributions) != 1:
-        data, prov = assemble(contributions, rule)
-        return data, compact_provenance(prov)
+        merged, prov = assemble(contributions, rule)
+        return merged, compact_provenance(prov)
     c = contributions[0]
     data: dict[str, Any] = {"emails": [], "phones": []}
     fields: dict[str, int] = {}

@@ -34,7 +34,8 @@ def main() -> None:
 
         def upserts() -> None:
             db.execute("BEGIN")
-            db.executemany("INSERT INTO t VALUES (?,?,?) ON CONFLICT (id) DO UPDATE SET data = excluded.data", rows)
+            sql = "INSERT INTO t VALUES (?,?,?) ON CONFLICT (id) DO UPDATE SET data = excluded.data"
+            db.executemany(sql, rows)
             db.execute("COMMIT")
 
         result = {"sqlite_rows": _measure(upserts, n)}

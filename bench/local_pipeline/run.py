@@ -43,7 +43,8 @@ def main() -> None:
                     "phones": {"table": "contact", "fk": "party_id", "value": "value", "where": {"kind": "phone"}},
                 },
                 "mapping": {"first_name": "first_name", "last_name": "last_name", "emails": "emails",
-                            "phones": "phones", "external_ids.erp_no": "erp_no", "demographics.country": "country"},
+                            "phones": "phones", "external_ids.erp_no": "erp_no",
+                            "demographics.country": "country"},
             }},
         }}},
     }, pm=pm)

@@ -138,8 +138,9 @@ class IdentityResolver:
                     "source": source, "object_type": object_type, "source_id": sid, "entity": "customer",
                     "customer_id": cid, "organization_id": None, "rule": rule, "linked_at": now,
                 })
+            old_keys: frozenset[str]
             if item.old_patch is not None and old_cid:
-                old_keys = set(self.keys(item.old_patch))
+                old_keys = frozenset(self.keys(item.old_patch))
                 key_deletes.extend((k, source, object_type, sid) for k in old_keys.difference(keys))
             else:
                 old_keys = _NO_KEYS
