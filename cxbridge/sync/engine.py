@@ -87,6 +87,9 @@ class SyncEngine:
     :param pm: the plugin manager.
     :param adapters: source name -> adapter instance (see :func:`cxbridge.sources.build_adapter`).
     :param now: the clock (tests freeze it).
+    :param reconcile_interval: how often an incremental run of a stream that does not report deletions also
+        compares the source's ids with the mirror (``list_ids``) to find hard deletes; None = only on
+        ``--full`` runs. The last time is kept in ``source_state`` (``reconciled_at:<stream>``).
     """
 
     def __init__(
@@ -97,8 +100,10 @@ class SyncEngine:
         adapters: Mapping[str, Adapter],
         *,
         now: Callable[[], datetime] = utcnow,
+        reconcile_interval: timedelta | None = timedelta(hours=24),
     ) -> None:
         self.store = store
+        self.reconcile_interval = reconcile_interval
         self.config = config
         self.pm = pm
         self.adapters = dict(adapters)
@@ -254,7 +259,7 @@ class SyncEngine:
                     info = replace(info, status="stopped", error="stopped on request (SIGTERM)")
                     break
             else:
-                if full and not stream.supports_deletes and "list_ids" in adapter.capabilities:
+                if self._reconcile_due(p, full):
                     info = self._reconcile(p, info)
                 info = replace(info, status="succeeded")
             if stream.entity in ("customer", "interaction"):
@@ -363,6 +368,20 @@ class SyncEngine:
 
     # ------------------------------------------------------------------------------------ reconciliation
 
+    def _reconcile_due(self, p: _Plan, full: bool) -> bool:
+        if p.stream.supports_deletes or "list_ids" not in p.adapter.capabilities:
+            return False
+        if full:
+            return True
+        if self.reconcile_interval is None:
+            return False
+        from ..store.state import SourceState
+
+        last = SourceState(self.store, p.source).get(f"reconciled_at:{p.stream.name}")
+        if last is None:
+            return True
+        return datetime.fromisoformat(last) + self.reconcile_interval <= self.now()
+
     def _reconcile(self, p: _Plan, info: SyncRunInfo) -> SyncRunInfo:
         """Tombstone mirror records the source no longer lists (streams without delete reporting)."""
         from sqlalchemy import select
@@ -383,6 +402,9 @@ class SyncEngine:
                 info = replace(info, records_changed=info.records_changed + outcome.changed)
                 runs.update_run(conn, info, now)
             self._after_commit(p, outcome, info.id, now)
+        from ..store.state import SourceState
+
+        SourceState(self.store, p.source).set(f"reconciled_at:{p.stream.name}", self.now().isoformat())
         return info
 
     # -------------------------------------------------------------------------------------- quarantine

@@ -202,6 +202,7 @@ def test_full_sync_reconciles_deletes_of_streams_without_delete_support(store: A
     a.put("customers", "1", {"email": "ann@example.com"}, modstamp=T)
     a.put("customers", "2", {"email": "bob@example.com"}, modstamp=T)
     eng = setup(store, a)
+    eng.reconcile_interval = None  # only on --full
     eng.run()
     del a.data["customers"]["2"]  # hard-deleted in the CRM: no tombstone is ever reported
     eng.run()
@@ -340,3 +341,21 @@ def test_record_fixed_in_the_source_resolves_its_quarantine_row(store: Any) -> N
     eng.run()
     assert rows(store, select(s.quarantine.c.status))[0].status == "resolved"
     assert [r.primary_email for r in rows(store, select(s.customers.c.primary_email))] == ["cy@example.com"]
+
+
+def test_periodic_reconciliation_of_hard_deletes(store: Any) -> None:
+    a = MemoryAdapter("shop", [StreamInfo("customers", "customers", "customer", supports_deletes=False,
+                                          default_mapping={"emails": "email"})])
+    for i in range(3):
+        a.put("customers", str(i), {"email": f"p{i}@example.com"}, modstamp=T)
+    clock = [NOW]
+    eng = memory_setup(store, {"shop": a}, config={"sync": {"lookback_seconds": 0}}, now=lambda: clock[0])
+    eng.run()  # first run reconciles (never done before)
+    del a.data["customers"]["0"]
+    clock[0] = NOW + timedelta(hours=1)
+    eng.run()  # not due yet
+    assert len(rows(store, select(s.customers.c.id))) == 3
+    clock[0] = NOW + timedelta(hours=25)
+    eng.run()  # due: the hard delete is found
+    assert sorted(r.primary_email for r in rows(store, select(s.customers.c.primary_email))) == [
+        "p1@example.com", "p2@example.com"]
