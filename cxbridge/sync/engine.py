@@ -377,21 +377,18 @@ class SyncEngine:
             return False
         from ..store.state import SourceState
 
-        last = SourceState(self.store, p.source).get(f"reconciled_at:{p.stream.name}")
-        if last is None:
-            return True
+        state = SourceState(self.store, p.source)
+        last = state.get(f"reconciled_at:{p.stream.name}")
+        if last is None:  # first sync of the stream: nothing to reconcile yet; start the clock
+            state.set(f"reconciled_at:{p.stream.name}", self.now().isoformat())
+            return False
         return datetime.fromisoformat(last) + self.reconcile_interval <= self.now()
 
     def _reconcile(self, p: _Plan, info: SyncRunInfo) -> SyncRunInfo:
         """Tombstone mirror records the source no longer lists (streams without delete reporting)."""
-        from sqlalchemy import select
+        from .reconcile import vanished_ids
 
-        live = set(p.adapter.list_ids(p.stream.name))
-        sr = s.source_records
-        with self.store.connect() as conn:
-            known = [row[0] for row in conn.execute(select(sr.c.source_id).where(
-                sr.c.source == p.source, sr.c.object_type == p.stream.object_type, sr.c.deleted.is_(False)))]
-        gone = [sid for sid in known if sid not in live]
+        gone = vanished_ids(self.store, p.source, p.stream.object_type, p.adapter.list_ids(p.stream.name))
         for i in range(0, len(gone), 1000):
             tombs = [SourceRecord(source=p.source, object_type=p.stream.object_type, source_id=sid, deleted=True,
                                   modstamp=None, merged_into=None)

@@ -350,7 +350,7 @@ def test_periodic_reconciliation_of_hard_deletes(store: Any) -> None:
         a.put("customers", str(i), {"email": f"p{i}@example.com"}, modstamp=T)
     clock = [NOW]
     eng = memory_setup(store, {"shop": a}, config={"sync": {"lookback_seconds": 0}}, now=lambda: clock[0])
-    eng.run()  # first run reconciles (never done before)
+    eng.run()  # an initial load: the reconciliation clock starts
     del a.data["customers"]["0"]
     clock[0] = NOW + timedelta(hours=1)
     eng.run()  # not due yet
