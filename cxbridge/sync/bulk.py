@@ -37,14 +37,19 @@ _dumps = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False
 
 
 def _memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A processor that remembers its last value (the page's ``now`` repeats in every row)."""
-    last: list[Any] = [object(), None]
+    """A processor that remembers its last value (the page's ``now`` repeats in every row).
+
+    The (value, result) pair is replaced as one object, so threads sharing the processor never see a value
+    with another value's result.
+    """
+    last: list[tuple[Any, Any]] = [(object(), None)]
 
     def memo(v: Any) -> Any:
-        if v is last[0]:
-            return last[1]
+        seen = last[0]
+        if seen[0] is v:
+            return seen[1]
         out = proc(v)
-        last[0], last[1] = v, out
+        last[0] = (v, out)
         return out
 
     return memo
