@@ -122,7 +122,8 @@ class SyncEngine:
         self._erased_ids = getattr(erasure, "erased_source_keys", None)
         self._erased_keys = getattr(erasure, "is_erased", None)
         self._writers: dict[tuple[str, str], PageWriter] = {}
-        self._open_quarantine = False
+        self._open_q: dict[tuple[str, str], bool] = {}  # per stream: has open quarantine rows
+        self._failures_lock = threading.Lock()
         self.writable = [name for name, a in self.adapters.items() if "write" in a.capabilities]
 
     # ------------------------------------------------------------------------------------------ control
@@ -243,7 +244,7 @@ class SyncEngine:
         with self.store.begin() as conn:
             saved = cursors.load_cursor(conn, source, stream.name)
             runs.start_run(conn, info, full=full, cursor=saved)
-            self._open_quarantine = quarantine.has_open(conn, source, stream.name)
+            self._open_q[(source, stream.name)] = quarantine.has_open(conn, source, stream.name)
         self._hook("sync_started", info.id, run=info)
         if progress:
             progress("start", info)
@@ -287,10 +288,12 @@ class SyncEngine:
         with self.store.begin() as conn:
             outcome = p.writer.write(conn, batch, info.id, now)
             outcome.quarantined.extend(rejected)
-            if self._open_quarantine and outcome.written:
+            key = (p.source, p.stream.name)
+            if self._open_q.get(key) and outcome.written:
                 quarantine.resolve(conn, p.source, p.stream.name, outcome.written, now)
             quarantine.add(conn, p.source, p.stream.name, outcome.quarantined, info.id, now)
-            self._open_quarantine = self._open_quarantine or bool(outcome.quarantined)
+            if outcome.quarantined:
+                self._open_q[key] = True
             committed = cursors.advance(committed, page_cursor, limit)
             cursors.save_cursor(conn, p.source, p.stream.name, committed, info.id, now)
             info = replace(
@@ -318,9 +321,9 @@ class SyncEngine:
                 return rejected
             except RecordError as exc:
                 victim = next((r for r in batch if r.source_id == exc.source_id), None)
-                if victim is None:
-                    self._failures.append((PluginFailure("prepare_records", None, "prepare_records", exc, ""),
-                                           run_id, len(batch)))
+                if victim is None:  # a RecordError naming no record of the page: a plugin bug
+                    self._on_failure(run_id, len(batch))(
+                        PluginFailure("unknown", None, "prepare_records", exc, ""))
                     return rejected
                 batch.remove(victim)
                 rejected.append((victim, f"prepare_records: {exc}"))
@@ -457,7 +460,8 @@ class SyncEngine:
     def _on_failure(self, run_id: str | None, size: int | None) -> Callable[[PluginFailure], None]:
         def record(failure: PluginFailure) -> None:
             logger.warning("%s", failure)
-            self._failures.append((failure, run_id, size))
+            with self._failures_lock:
+                self._failures.append((failure, run_id, size))
 
         return record
 
@@ -477,7 +481,8 @@ class SyncEngine:
             with self.store.begin() as own:
                 self._write_failures(own)
             return
-        failures, self._failures = self._failures, []
+        with self._failures_lock:
+            failures, self._failures = self._failures, []
         now = self.now()
         conn.execute(s.plugin_failures.insert(), [
             {"plugin": f.plugin, "distribution": f.distribution, "hook": f.hook,
