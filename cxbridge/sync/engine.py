@@ -45,6 +45,7 @@ from . import cursors, quarantine, runs
 from .context import StoreContext, interaction_of
 from .mapping import CompiledMapping, compile_mapping, merge_specs
 from .page import PageOutcome, PageWriter
+from .prefetch import prefetched
 
 __all__ = ["Progress", "ReplayReport", "SyncEngine"]
 
@@ -87,6 +88,8 @@ class SyncEngine:
     :param pm: the plugin manager.
     :param adapters: source name -> adapter instance (see :func:`cxbridge.sources.build_adapter`).
     :param now: the clock (tests freeze it).
+    :param prefetch: read the next page in a reader thread while the current one is applied
+        (:mod:`cxbridge.sync.prefetch`); the adapter's generator only ever runs in that thread.
     :param reconcile_interval: how often an incremental run of a stream that does not report deletions also
         compares the source's ids with the mirror (``list_ids``) to find hard deletes; None = only on
         ``--full`` runs. The last time is kept in ``source_state`` (``reconciled_at:<stream>``).
@@ -101,8 +104,10 @@ class SyncEngine:
         *,
         now: Callable[[], datetime] = utcnow,
         reconcile_interval: timedelta | None = timedelta(hours=24),
+        prefetch: bool = True,
     ) -> None:
         self.store = store
+        self.prefetch = prefetch
         self.reconcile_interval = reconcile_interval
         self.config = config
         self.pm = pm
@@ -252,7 +257,13 @@ class SyncEngine:
         read_from = cursors.read_start(saved, lookback, limit)
         full_read = full or not stream.incremental
         try:
-            for page in adapter.read(stream.name, read_from, full=full_read):
+            if self.prefetch:
+                pages: Iterable[Any] = prefetched(
+                    lambda: adapter.read(stream.name, read_from, full=full_read),
+                    name=f"cxbridge-read-{source}-{stream.name}")
+            else:
+                pages = adapter.read(stream.name, read_from, full=full_read)
+            for page in pages:
                 info, committed = self._page(p, page.records, page.cursor, page.api_calls, info, committed, limit)
                 if progress:
                     progress("page", info)

@@ -31,7 +31,7 @@ def test_records_updated_while_paging_are_neither_lost_nor_stale(
     tmp_path: Path, store: Any, monkeypatch: Any
 ) -> None:
     source = tmp_path / "crm.db"
-    db = sqlite3.connect(source)
+    db = sqlite3.connect(source, check_same_thread=False)  # edited from the engine's reader thread
     db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, email TEXT, updated_at TEXT NOT NULL)")
     # 300 rows sharing three timestamps: pages cut through groups of equal stamps
     db.executemany("INSERT INTO customers VALUES (?,?,?,?)",
