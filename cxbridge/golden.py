@@ -268,6 +268,38 @@ def _chunks(ids: Sequence[str]) -> Iterable[Sequence[str]]:
         yield ids[i : i + IN_CHUNK]
 
 
+_STORED_NORMALIZED = frozenset({"emails", "phones"})
+
+
+def _provenance_models(
+    stored: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], Provenance]
+) -> dict[str, Provenance]:
+    """Field -> :class:`Provenance`, one (frozen, shared) instance per source record."""
+    out: dict[str, Provenance] = {}
+    for name, p in expand_provenance(stored).items():
+        key = (p["source"], p["object_type"], p["source_id"], p.get("observed_at"))
+        model = cache.get(key)
+        if model is None:
+            model = cache[key] = Provenance(source=key[0], object_type=key[1], source_id=key[2],
+                                            observed_at=key[3])
+        out[name] = model
+    return out
+
+
+def _customer(values: dict[str, Any]) -> Customer:
+    """A Customer from stored golden data without re-normalizing what the sync normalized already.
+
+    Emails and phones were validated and normalized when mapped (re-parsing every phone number on each load
+    made plugins spend most of their time in ``phonenumbers``); every other field is validated as usual.
+    Unknown keys (a store written by a newer version) still fail loudly.
+    """
+    stored = {k: values.pop(k) for k in _STORED_NORMALIZED if k in values}
+    customer = Customer.model_validate(values)
+    for key, value in stored.items():
+        setattr(customer, key, list(value or []))
+    return customer
+
+
 def resolve_aliases(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
     """Map each id to its surviving golden id (ids that are not aliases map to themselves)."""
     wanted = list(dict.fromkeys(ids))
@@ -325,20 +357,15 @@ def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool
         for alias, survivor in alias_rows:
             aliases.setdefault(survivor, []).append(alias)
     out: list[Customer] = []
+    prov_cache: dict[tuple[Any, ...], Provenance] = {}
     for cid in survivors:
         row = rows.get(cid)
         if row is None:
             continue
         data = dict(row.data or {})
         data.pop("id", None)
-        provenance = {
-            k: Provenance(
-                source=v["source"], object_type=v["object_type"], source_id=v["source_id"],
-                observed_at=v.get("observed_at"),
-            )
-            for k, v in expand_provenance(row.provenance).items()
-        }
-        customer = Customer.model_validate(
+        provenance = _provenance_models(row.provenance, prov_cache)
+        customer = _customer(
             {
                 **data,
                 "id": cid,
