@@ -18,6 +18,7 @@ The CLI (``cxbridge customers show``, ``cxbridge export``, ``cxbridge sync``...)
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from .models import Customer, Interaction
     from .store import Store
     from .sync.context import StoreContext
+    from .sync.page import PageOutcome
+    from .web.metrics import MetricFamily
 
 __all__ = ["Bridge", "Customer360", "SourceIdentity"]
 
@@ -74,6 +77,8 @@ class Bridge:
         self.store = store
         self.pm = pm
         self._adapters: dict[str, Adapter] = {}
+        self._ids_engines: dict[str, Any] = {}
+        self._ids_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -106,6 +111,7 @@ class Bridge:
         for adapter in self._adapters.values():
             adapter.close()
         self._adapters.clear()
+        self._ids_engines.clear()
         self.store.close()
 
     def adapter(self, source: str) -> Adapter:
@@ -115,6 +121,17 @@ class Bridge:
 
             self._adapters[source] = build_adapter(self.config, source, pm=self.pm, store=self.store)
         return self._adapters[source]
+
+    def use_adapter(self, source: str, adapter: Adapter) -> None:
+        """Use ``adapter`` for ``source`` instead of building one from the config (tests, embedding).
+
+        The bridge closes it with the others.
+        :raises NotFound: ``source`` is not configured.
+        """
+        if source not in self.config.sources:
+            raise NotFound(f"no source {source!r}; configured: {', '.join(self.config.sources) or 'none'}")
+        self._adapters[source] = adapter
+        self._ids_engines.pop(source, None)
 
     def adapters(self, sources: Sequence[str] | None = None) -> dict[str, Adapter]:
         """Adapters of the given (default: every enabled) sources."""
@@ -143,6 +160,25 @@ class Bridge:
 
         engine = SyncEngine(self.store, self.config, self.pm, self.adapters(sources))
         return engine.run(sources, full=full, progress=progress)
+
+    def sync_ids(self, source: str, stream: str, ids: Sequence[str]) -> PageOutcome:
+        """Re-read the given records of one stream now and apply them (webhooks); the cursor is not touched.
+
+        Deleted records come back as tombstones and merged ones as aliases (see
+        :meth:`cxbridge.sync.SyncEngine.sync_ids`); the change hooks and write-back planning run as after a
+        sync page. Safe to call from several threads.
+
+        :raises NotFound: ``source`` is not configured.
+        :raises ConfigError: the source has no enabled stream ``stream``.
+        """
+        from .sync.engine import SyncEngine
+
+        with self._ids_lock:
+            engine = self._ids_engines.get(source)
+            if engine is None:
+                engine = self._ids_engines[source] = SyncEngine(
+                    self.store, self.config, self.pm, self.adapters([source]), prefetch=False)
+        return engine.sync_ids(source, stream, list(ids))
 
     def deliver_writes(self, *, now: datetime | None = None) -> Any:
         """Send due write-backs and actions from the outbox to the CRMs; returns the delivery report."""
@@ -210,5 +246,19 @@ class Bridge:
 
         with self.store.connect() as conn:
             return status_summary(conn)
+
+    def health(self) -> dict[str, Any]:
+        """``/health``: ``status`` ``ok`` | ``degraded`` (store unreachable), the store, the newest run of
+        every stream, open quarantine, outbox and webhook-inbox counts and an ``attention`` list
+        (see :mod:`cxbridge.web.health` for the policy)."""
+        from .web.health import health_report
+
+        return health_report(self.store, self.config.enabled_sources())
+
+    def metrics(self) -> list[MetricFamily]:
+        """Prometheus metric families read from the store (sync runs, quarantine, outbox, webhook inbox)."""
+        from .web.health import store_metrics
+
+        return store_metrics(self.store)
 
 

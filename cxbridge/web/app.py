@@ -52,7 +52,8 @@ def build_app(
     Args:
         pm: the plugin manager whose ``register_routes`` results are mounted.
         bridge: the running bridge, optional; its ``health()`` (mapping) and ``metrics()`` (metric families)
-            are used when it has them.
+            are used when it has them. It is also ``app.state.bridge``, where plugin endpoints (the HubSpot
+            webhook receiver) find the workspace; ``app.state.metrics`` is the request-metrics registry.
         auth_token: the bearer token for ``auth=True`` routes (from the config; a secret).
         metrics: where request metrics are counted (a new :class:`Metrics` by default); the daemon passes the
             registry its scheduler also writes to.
@@ -127,6 +128,9 @@ def build_app(
             logger.warning("route %s requires authentication but no auth token is configured; it answers 401", key)
 
     app = Starlette(routes=routes)
+    # Plugin endpoints (e.g. the HubSpot webhook receiver) find the workspace here.
+    app.state.bridge = bridge
+    app.state.metrics = registry
     app.add_middleware(_RequestMetrics, metrics=registry)
     return app
 

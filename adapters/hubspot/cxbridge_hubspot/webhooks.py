@@ -16,8 +16,15 @@ merged ids as aliases) and contact ids to erase (privacy deletions). Event ids a
 ignored (HubSpot retries deliveries), so every event is acted on once.
 
 Wiring: the endpoint finds its :class:`WebhookReceiver` on ``request.app.state.hubspot_webhooks`` (tests and
-custom apps set it) or builds one from ``request.app.state.bridge`` (the daemon's bridge: config, store,
-adapters). Without either it answers 503.
+custom apps set it) or builds one from ``request.app.state.bridge`` (``cxbridge web`` / the daemon: config,
+store, adapters). Without either it answers 503.
+
+Answering fast: HubSpot counts a delivery as failed and retries it when the endpoint does not answer in time
+(the limit has changed over the years -- 1 s, 2 s, now 5 s -- Source:
+https://developers.hubspot.com/docs/api/webhooks, section "Retries"; 400/401/403/404/405 are not retried). The
+endpoint therefore only verifies, records the event ids (in a worker thread: the store is blocking I/O) and
+answers; the re-reads run afterwards as a background task in the thread pool, never on the event loop. A
+failure is stored on the inbox rows (``status = failed``, ``error``) and the next poll catches up anyway.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import hmac
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -211,9 +219,14 @@ class WebhookReceiver:
         self.url_for, self.streams_for = url_for, streams_for
         self.rejected = 0
         self.duplicates = 0
+        self.processed = 0
+        self.failed = 0
+        self._busy = 0
+        self._idle = threading.Condition()
 
     async def __call__(self, request: Any) -> Any:
         from starlette.background import BackgroundTask
+        from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
         source = request.path_params.get("source", "")
@@ -239,27 +252,58 @@ class WebhookReceiver:
             return JSONResponse({"error": "body is not JSON"}, status_code=400)
         if isinstance(events, dict):
             events = [events]
-        fresh = [e for e in events if self.inbox.add(source, str(e.get("eventId")), e, now)]
+        if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+            return JSONResponse({"error": "body is not a list of event objects"}, status_code=400)
+        fresh = await run_in_threadpool(self._record, source, events, now)
         self.duplicates += len(events) - len(fresh)
         plan = plan_events(fresh, self.streams_for(source))
-        task = BackgroundTask(self.process, source, plan) if plan.event_ids else None
+        task = None
+        if plan.event_ids:
+            with self._idle:
+                self._busy += 1
+            task = BackgroundTask(self.process, source, plan)  # a sync callable: runs in the thread pool
         return JSONResponse({"accepted": len(fresh), "duplicates": len(events) - len(fresh)}, background=task)
 
+    def _record(self, source: str, events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+        """The events not seen before (each recorded in the inbox)."""
+        return [e for e in events if self.inbox.add(source, str(e.get("eventId")), e, now)]
+
     def process(self, source: str, plan: WebhookPlan) -> None:
+        """Run ``dispatch`` and record the outcome on the inbox rows (never raises)."""
         try:
-            self.dispatch(source, plan)
-        except Exception as exc:  # the events stay in the inbox as failed; the next poll catches up anyway
-            log.exception("hubspot webhook processing failed", extra={"source": source})
-            self.inbox.mark(source, plan.event_ids, "failed", self.now(), f"{type(exc).__name__}: {exc}")
-            return
-        self.inbox.mark(source, plan.event_ids, "processed", self.now())
+            try:
+                self.dispatch(source, plan)
+            except Exception as exc:  # the events stay in the inbox as failed; the next poll catches up anyway
+                log.exception("hubspot webhook processing failed", extra={"source": source})
+                self.failed += len(plan.event_ids)
+                self._mark(source, plan.event_ids, "failed", f"{type(exc).__name__}: {exc}"[:2000])
+                return
+            self.processed += len(plan.event_ids)
+            self._mark(source, plan.event_ids, "processed", None)
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
+
+    def _mark(self, source: str, event_ids: list[str], status: str, error: str | None) -> None:
+        try:
+            self.inbox.mark(source, event_ids, status, self.now(), error)
+        except Exception:  # the store is gone: the rows stay 'new', which the log makes visible
+            log.exception("could not record webhook status %s", status, extra={"source": source})
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no accepted delivery is still being processed; False on timeout (tests, shutdown)."""
+        with self._idle:
+            return self._idle.wait_for(lambda: self._busy == 0, timeout)
 
 
 def bridge_receiver(bridge: Any) -> WebhookReceiver:
     """A receiver on the daemon's bridge: secrets from the config, the store's inbox, and
 
-    - re-reads handed to ``bridge.ingest_pages(source, stream, pages)`` when the core offers it; otherwise the
-      ids are queued in the source's state and re-read first by the stream's next incremental run;
+    - re-reads applied at once with ``bridge.sync_ids(source, stream, ids)`` (one batch read per stream, the
+      cursor untouched); with an older core, handed to ``bridge.ingest_pages(source, stream, pages)`` when it
+      offers that; otherwise the ids are queued in the source's state and re-read first by the stream's next
+      incremental run;
     - privacy deletions erased with ``bridge.erase_source_records(source, object_type, ids)`` when offered,
       else through ``bridge.forget`` on the golden customer linked to the contact.
     """
@@ -279,9 +323,14 @@ def bridge_receiver(bridge: Any) -> WebhookReceiver:
                 erase(source, "contacts", plan.erase)
             else:
                 _forget_contacts(bridge, source, plan.erase)
+        sync_ids = getattr(bridge, "sync_ids", None)
         ingest = getattr(bridge, "ingest_pages", None)
         for stream, ids in plan.reread.items():
-            if ingest is not None:
+            if sync_ids is not None:
+                outcome = sync_ids(source, stream, ids)
+                log.info("hubspot webhook re-read %d %s, %d changed", getattr(outcome, "read", 0), stream,
+                         getattr(outcome, "changed", 0), extra={"source": source})
+            elif ingest is not None:
                 ingest(source, stream, bridge.adapter(source).read_ids(stream, ids))
             else:
                 from cxbridge.store.state import SourceState
