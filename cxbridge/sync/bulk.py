@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Connection, Table, and_, bindparam
+from sqlalchemy import JSON, Boolean, Connection, String, Table, and_, bindparam, select
 
 from ..store.ops import chunked, upsert
 
-__all__ = ["RawJSON", "bulk_delete", "bulk_upsert"]
+__all__ = ["RawJSON", "bulk_delete", "bulk_upsert", "select_in"]
 
 CHUNK = 1000
 
@@ -152,3 +152,49 @@ def bulk_delete(conn: Connection, table: Table, key_cols: Sequence[str], keys: S
     stmt = table.delete().where(and_(*(table.c[c] == bindparam(f"k{i}") for i, c in enumerate(key_cols))))
     for part in chunked(list(keys), CHUNK):
         conn.execute(stmt, [{f"k{i}": v for i, v in enumerate(k)} for k in part])
+
+
+#: values per ``IN (...)`` on SQLite (its limit on bound variables is 32,766 since 3.32)
+SQLITE_IN_CHUNK = 5000
+
+
+def select_in(
+    conn: Connection,
+    table: Table,
+    columns: Sequence[str],
+    equal: Mapping[str, Any],
+    in_column: str,
+    values: Sequence[Any],
+) -> list[tuple[Any, ...]]:
+    """Rows ``(columns...)`` of ``table`` where ``equal`` holds and ``in_column`` is one of ``values``.
+
+    The page's lookups (content hashes, links, key owners) return plain strings; on SQLite they go to the
+    DBAPI cursor of the same connection (same transaction) with one statement per 5,000 values instead of
+    SQLAlchemy's expanding ``IN`` (whose per-value compilation cost more than the query). Only string
+    columns are allowed there, so the values are exactly what a Core select returns. Other backends use Core.
+    """
+    if not values:
+        return []
+    if conn.dialect.name != "sqlite" or not all(isinstance(table.c[c].type, String) for c in columns):
+        t = table
+        out: list[tuple[Any, ...]] = []
+        cond = [t.c[k] == v for k, v in equal.items()]
+        for part in chunked(list(values), IN_CHUNK_CORE):
+            query = select(*(t.c[c] for c in columns)).where(*cond, t.c[in_column].in_(part))
+            out.extend(tuple(row) for row in conn.execute(query))
+        return out
+    head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE "
+    head += "".join(f"{k} = ? AND " for k in equal) + f"{in_column} IN ("
+    fixed = list(equal.values())
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        rows: list[tuple[Any, ...]] = []
+        for part in chunked(list(values), SQLITE_IN_CHUNK):
+            cursor.execute(head + ",".join("?" * len(part)) + ")", [*fixed, *part])
+            rows.extend(cursor.fetchall())
+        return rows
+    finally:
+        cursor.close()
+
+
+IN_CHUNK_CORE = 500

@@ -28,7 +28,7 @@ from ..identity.resolver import IdentityResolver, LiveItem, identity_lock
 from ..models import SourceRecord
 from ..store import schema as s
 from ..store.ops import new_id
-from .bulk import RawJSON, bulk_upsert
+from .bulk import RawJSON, bulk_upsert, select_in
 from .convert import parse_datetime
 from .mapping import CompiledMapping, nest_patch
 
@@ -160,11 +160,9 @@ class PageWriter:
         for item in items:
             latest[item[0].source_id] = item
         items = list(latest.values())
-        hashes: dict[str, str] = {}
-        for part in _chunks(list(latest)):
-            rows = conn.execute(select(sr.c.source_id, sr.c.content_hash).where(
-                sr.c.source == source, sr.c.object_type == object_type, sr.c.source_id.in_(part)))
-            hashes.update(dict(rows.all()))
+        hashes: dict[str, str] = dict(select_in(  # type: ignore[arg-type]
+            conn, sr, ("source_id", "content_hash"), {"source": source, "object_type": object_type},
+            "source_id", list(latest)))
         changed = [it for it in items if hashes.get(it[0].source_id) != it[2]]
         if not changed:
             return

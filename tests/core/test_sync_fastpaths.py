@@ -1,0 +1,57 @@
+"""Fast paths of the sync hot path give the same results as the general code they replace."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+
+from cxbridge.identity.resolver import _Ids, encode_id_body
+from cxbridge.store import schema as s
+from cxbridge.store.ops import new_id
+from cxbridge.sync.bulk import bulk_upsert, select_in
+
+_B32 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def _reference(value: int) -> str:
+    return base64.b32encode(value.to_bytes(20, "big"))[6:].translate(_B32).decode()
+
+
+def test_page_ids_encode_like_base32_across_a_carry_of_the_cached_digits() -> None:
+    ids = _Ids("cus")
+    first = ids()
+    assert ids.next is not None
+    base = ids.next - 1
+    assert first == f"cus_{_reference(base)}"
+    start = (base | ((1 << 40) - 1)) - 3  # the low 40 bits overflow after four ids
+    ids.next = start
+    got = [ids() for _ in range(8)]
+    assert got == [f"cus_{_reference(start + i)}" for i in range(8)]
+    assert len(set(got)) == 8 and got == sorted(got)  # unique and time-sortable like new_id
+    assert len(got[0]) == len(new_id("cus"))
+    for value in (0, 1, (1 << 128) - 1, 0x0123456789ABCDEF0123456789ABCDEF):
+        assert encode_id_body(value) == _reference(value)
+
+
+def test_select_in_matches_core_select(store) -> None:  # type: ignore[no-untyped-def]
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {"key": f"email:p{i}@x.test", "source": "crm", "object_type": "contacts", "source_id": str(i),
+         "customer_id": f"cus_{i % 7}"}
+        for i in range(6001)
+    ]
+    links = [
+        {"source": src, "object_type": "contacts", "source_id": str(i), "entity": "customer",
+         "customer_id": f"cus_{i}", "organization_id": None, "rule": "new", "linked_at": now}
+        for src in ("crm", "shop") for i in range(20)
+    ]
+    with store.begin() as conn:
+        bulk_upsert(conn, s.identity_keys, rows, ["key", "source", "object_type", "source_id"])
+        bulk_upsert(conn, s.source_links, links, ["source", "object_type", "source_id"])
+        wanted = [r["key"] for r in rows[::2]] + ["email:absent@x.test"]
+        got = select_in(conn, s.identity_keys, ("key", "customer_id"), {}, "key", wanted)
+        assert sorted(got) == sorted((r["key"], r["customer_id"]) for r in rows[::2])
+        got = select_in(conn, s.source_links, ("source_id", "customer_id"),
+                        {"source": "shop", "object_type": "contacts"}, "source_id", ["3", "5", "99"])
+        assert sorted(got) == [("3", "cus_3"), ("5", "cus_5")]
+        assert select_in(conn, s.source_links, ("source_id",), {"source": "crm"}, "source_id", []) == []
