@@ -48,6 +48,7 @@ BUILTIN_COMMANDS: tuple[str, ...] = (
     "cxbridge.cli.config_cmds",
     "cxbridge.cli.plugins_cmd",
     "cxbridge.cli.hooks_cmd",
+    "cxbridge.cli.web_cmd",
 )
 
 
