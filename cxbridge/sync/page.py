@@ -11,7 +11,6 @@ organizations, interactions linked to golden ids -- and tombstones / merges. It 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ..identity.resolver import IdentityResolver, LiveItem, identity_lock
 from ..models import SourceRecord
 from ..store import schema as s
 from ..store.ops import new_id
-from .bulk import RawJSON, bulk_upsert, select_in
+from .bulk import RawJSON, bulk_upsert, compact_encoder, select_in
 from .convert import parse_datetime
 from .mapping import CompiledMapping, nest_patch
 
@@ -61,7 +60,7 @@ class PageOutcome:
 
 
 _EMPTY = RawJSON("{}")
-_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str, ensure_ascii=False).encode
+_ENCODE = compact_encoder(sort_keys=True)
 
 
 def _hash_and_blob(record: SourceRecord) -> tuple[str, RawJSON]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 
+import pytest
+
 from cxbridge.identity.resolver import _Ids, encode_id_body
 from cxbridge.store import schema as s
 from cxbridge.store.ops import new_id
@@ -55,3 +57,27 @@ def test_select_in_matches_core_select(store) -> None:  # type: ignore[no-untype
                         {"source": "shop", "object_type": "contacts"}, "source_id", ["3", "5", "99"])
         assert sorted(got) == [("3", "cus_3"), ("5", "cus_5")]
         assert select_in(conn, s.source_links, ("source_id",), {"source": "crm"}, "source_id", []) == []
+
+
+def test_compact_encoder_is_byte_identical_to_json_dumps() -> None:
+    import json
+    from decimal import Decimal
+
+    from cxbridge.sync.bulk import compact_encoder
+
+    values = [
+        {"b": 1, "a": [1, 2.5, -0.0, 1e300, True, None], "ü": "Grüße \u2028 \"q\" \\ \n", "n": {"z": {}, "y": []}},
+        {"when": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "amount": Decimal("59.90"), 3: "int key"},
+        [float("nan"), float("inf")], "top-level string", 42, None, {"big": 2**70},
+    ]
+    for sort_keys in (False, True):
+        encode = compact_encoder(sort_keys=sort_keys)
+        for value in values:
+            try:
+                expected = json.dumps(value, separators=(",", ":"), default=str, ensure_ascii=False,
+                                      sort_keys=sort_keys)
+            except TypeError:  # int and str keys cannot be sorted together: both refuse
+                with pytest.raises(TypeError):
+                    encode(value)
+                continue
+            assert encode(value) == expected
