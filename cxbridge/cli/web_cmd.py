@@ -28,6 +28,7 @@ def web(
     import uvicorn
 
     from ..bridge import Bridge
+    from ..errors import ConfigError
     from ..store import open_store
     from ..web import build_app
 
@@ -47,7 +48,13 @@ def web(
         family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((bind_host, bind_port))
+        try:
+            sock.bind((bind_host, bind_port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {bind_host}:{bind_port}: {exc.strerror or exc}",
+                              key="daemon.port") from exc
+        sock.listen(2048)  # connections made from now on wait in the backlog until uvicorn accepts them
         bound_port = sock.getsockname()[1]
         server = uvicorn.Server(uvicorn.Config(
             app, log_level="debug" if state.debug else "info", lifespan="on",
