@@ -34,7 +34,7 @@ from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
-from ..sync.bulk import bulk_delete, bulk_upsert, select_in
+from ..sync.bulk import bulk_delete, bulk_upsert, bulk_upsert_values, select_in
 from .default import decide as default_decide
 from .keys import KeyBuilder
 
@@ -123,9 +123,9 @@ class IdentityResolver:
             page.local[sid] = item
         page.flush_merges(reason_prefix="identity")
         # links and keys of the page, final ids only
-        link_rows = []
+        link_rows: list[list[Any]] = []
         key_deletes: list[tuple[str, str, str, str]] = []
-        key_rows = []
+        key_rows: dict[tuple[str, str], list[Any]] = {}  # (key, source id) -> row; a repeated pair once
         for item, keys in zip(items, item_keys, strict=True):
             sid = item.record.source_id
             cid, rule = assigned[sid]
@@ -133,10 +133,7 @@ class IdentityResolver:
             result.links[sid] = cid
             old_cid = current.get(sid)
             if old_cid != cid:
-                link_rows.append({
-                    "source": source, "object_type": object_type, "source_id": sid, "entity": "customer",
-                    "customer_id": cid, "organization_id": None, "rule": rule, "linked_at": now,
-                })
+                link_rows.append([source, object_type, sid, "customer", cid, None, rule, now])
             old_keys: frozenset[str]
             if item.old_patch is not None and old_cid:
                 old_keys = frozenset(self.keys(item.old_patch))
@@ -146,13 +143,11 @@ class IdentityResolver:
             moved = old_cid != cid
             for k in keys:
                 if moved or k not in old_keys:
-                    key_rows.append(
-                        {"key": k, "source": source, "object_type": object_type, "source_id": sid,
-                         "customer_id": cid}
-                    )
-        bulk_upsert(conn, s.source_links, link_rows, ["source", "object_type", "source_id"])
+                    key_rows[(k, sid)] = [k, source, object_type, sid, cid]
+        bulk_upsert_values(conn, s.source_links, _LINK_COLS, link_rows, ["source", "object_type", "source_id"])
         bulk_delete(conn, s.identity_keys, ["key", "source", "object_type", "source_id"], key_deletes)
-        bulk_upsert(conn, s.identity_keys, _dedupe_keys(key_rows), ["key", "source", "object_type", "source_id"])
+        bulk_upsert_values(conn, s.identity_keys, _KEY_COLS, list(key_rows.values()),
+                           ["key", "source", "object_type", "source_id"])
         page.recompute(source, object_type)
         return result
 
@@ -272,11 +267,10 @@ def identity_lock(conn: Connection) -> None:
         conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({IDENTITY_LOCK})")
 
 
-def _dedupe_keys(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    seen: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in rows:
-        seen[(row["key"], row["source_id"])] = row
-    return list(seen.values())
+_LINK_COLS = (
+    "source", "object_type", "source_id", "entity", "customer_id", "organization_id", "rule", "linked_at"
+)
+_KEY_COLS = ("key", "source", "object_type", "source_id", "customer_id")
 
 
 class _PageState:
@@ -450,7 +444,7 @@ class _PageState:
                 continue
             rows.append(_customer_row(cid, data, prov, old, self.now))
             self.result.changed.add(cid)
-        bulk_upsert(self.conn, s.customers, rows, ["id"])
+        bulk_upsert_values(self.conn, s.customers, _CUSTOMER_COLS, rows, ["id"])
 
     def _remove_customers(self, ids: list[str]) -> None:
         conn = self.conn
@@ -463,21 +457,28 @@ class _PageState:
         self.result.changed.difference_update(ids)
 
 
-def _customer_row(cid: str, data: dict[str, Any], prov: dict[str, Any], old: Any, now: datetime) -> dict[str, Any]:
+_CUSTOMER_COLS = (
+    "id", "data", "provenance", "display_name", "primary_email", "primary_phone", "organization_id", "erased",
+    "processing_opt_out", "version", "created_at", "updated_at",
+)
+
+
+def _customer_row(cid: str, data: dict[str, Any], prov: dict[str, Any], old: Any, now: datetime) -> list[Any]:
+    """The ``customers`` row (values in ``_CUSTOMER_COLS`` order)."""
     emails, phones = data.get("emails") or [], data.get("phones") or []
     full = data.get("full_name") or " ".join(p for p in (data.get("first_name"), data.get("last_name")) if p)
     consent = data.get("consent") or {}
-    return {
-        "id": cid,
-        "data": data,
-        "provenance": prov,
-        "display_name": (full or (emails[0] if emails else cid))[:512],
-        "primary_email": emails[0] if emails else None,
-        "primary_phone": phones[0] if phones else None,
-        "organization_id": data.get("organization_id"),
-        "erased": False,
-        "processing_opt_out": bool(consent.get("processing_opt_out")),
-        "version": (old.version + 1) if old is not None else 1,
-        "created_at": old.created_at if old is not None else now,
-        "updated_at": now,
-    }
+    return [
+        cid,
+        data,
+        prov,
+        (full or (emails[0] if emails else cid))[:512],
+        emails[0] if emails else None,
+        phones[0] if phones else None,
+        data.get("organization_id"),
+        False,
+        bool(consent.get("processing_opt_out")),
+        (old.version + 1) if old is not None else 1,
+        old.created_at if old is not None else now,
+        now,
+    ]

@@ -21,7 +21,7 @@ from sqlalchemy import JSON, Boolean, Connection, String, Table, and_, bindparam
 
 from ..store.ops import chunked, upsert
 
-__all__ = ["RawJSON", "bulk_delete", "bulk_upsert", "compact_encoder", "select_in"]
+__all__ = ["RawJSON", "bulk_delete", "bulk_upsert", "bulk_upsert_values", "compact_encoder", "select_in"]
 
 CHUNK = 1000
 
@@ -127,13 +127,49 @@ def bulk_upsert(
     """
     if not rows:
         return
+    cols = tuple(rows[0].keys())
     if conn.dialect.name != "sqlite":
         converted = [
             {k: (json.loads(v) if isinstance(v, RawJSON) else v) for k, v in row.items()} for row in rows
         ]
         upsert(conn, table, converted, key_cols, update_cols)
         return
-    cols = tuple(rows[0].keys())
+    getter = itemgetter(*cols)
+    if len(cols) == 1:
+        values: list[list[Any]] = [[getter(row)] for row in rows]
+    else:
+        values = [list(getter(row)) for row in rows]
+    _sqlite_upsert(conn, table, cols, values, key_cols, update_cols)
+
+
+def bulk_upsert_values(
+    conn: Connection,
+    table: Table,
+    cols: Sequence[str],
+    values: list[list[Any]],
+    key_cols: Sequence[str],
+    update_cols: Sequence[str] | None = None,
+) -> None:
+    """:func:`bulk_upsert` for rows given as lists in ``cols`` order (the hot path builds no dicts).
+
+    The lists are converted in place (bind processors) on SQLite; do not reuse them afterwards.
+    """
+    if not values:
+        return
+    if conn.dialect.name != "sqlite":
+        bulk_upsert(conn, table, [dict(zip(cols, row, strict=True)) for row in values], key_cols, update_cols)
+        return
+    _sqlite_upsert(conn, table, tuple(cols), values, key_cols, update_cols)
+
+
+def _sqlite_upsert(
+    conn: Connection,
+    table: Table,
+    cols: tuple[str, ...],
+    values: list[list[Any]],
+    key_cols: Sequence[str],
+    update_cols: Sequence[str] | None,
+) -> None:
     updates = tuple(c for c in cols if c not in key_cols) if update_cols is None else tuple(update_cols)
     sql_key = (id(table), cols, tuple(key_cols), updates)
     sql = _SQL.get(sql_key)
@@ -147,21 +183,13 @@ def bulk_upsert(
         )
         _SQL[sql_key] = sql
     procs = _processors(conn, table, cols)
-    getter = itemgetter(*cols)
-    steps = [(i, p) for i, p in enumerate(procs) if p is not None]
-    params: list[Any] = []
-    append = params.append
-    if len(cols) == 1:
-        rows_values: Any = ([getter(row)] for row in rows)
-    else:
-        rows_values = (list(getter(row)) for row in rows)
-    for values in rows_values:
-        for i, p in steps:
-            values[i] = p(values[i])
-        append(values)
+    for i, p in enumerate(procs):
+        if p is not None:
+            for row in values:
+                row[i] = p(row[i])
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        for part in chunked(params, CHUNK):
+        for part in chunked(values, CHUNK):
             cursor.executemany(sql, part)
     finally:
         cursor.close()

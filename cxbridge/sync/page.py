@@ -27,7 +27,7 @@ from ..identity.resolver import IdentityResolver, LiveItem, identity_lock
 from ..models import SourceRecord
 from ..store import schema as s
 from ..store.ops import new_id
-from .bulk import RawJSON, bulk_upsert, compact_encoder, select_in
+from .bulk import RawJSON, bulk_upsert, bulk_upsert_values, compact_encoder, select_in
 from .convert import parse_datetime
 from .mapping import CompiledMapping, nest_patch
 
@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 _MIRROR_UPDATE = ["modstamp", "content_hash", "fields", "associations", "mapped", "deleted", "merged_into",
                   "last_seen", "run_id"]
+_MIRROR_COLS = ("source", "object_type", "source_id", "modstamp", "content_hash", "fields", "associations",
+                "mapped", "deleted", "merged_into", "first_seen", "last_seen", "run_id")
 _TOMBSTONE_UPDATE = ["modstamp", "content_hash", "deleted", "merged_into", "last_seen", "run_id"]
 
 
@@ -185,18 +187,17 @@ class PageWriter:
         echo: dict[str, set[str]] = {}
         if self.echo_filter is not None and existing:
             echo = self.echo_filter(conn, source, [it[0] for it in changed if it[0].source_id in hashes]) or {}
-        mirror = [
-            {"source": source, "object_type": object_type, "source_id": rec.source_id, "modstamp": rec.modstamp,
-             "content_hash": digest, "fields": blob, "associations": rec.associations or _EMPTY, "mapped": patch,
-             "deleted": bool(rec.deleted or rec.merged_into), "merged_into": rec.merged_into, "first_seen": now,
-             "last_seen": now, "run_id": run_id}
-            for rec, patch, digest, blob in changed
-        ]
-        live_rows = [m for m in mirror if not m["deleted"]]
-        dead_rows = [m for m in mirror if m["deleted"]]
-        bulk_upsert(conn, sr, live_rows, ["source", "object_type", "source_id"], _MIRROR_UPDATE)
+        live_rows: list[list[Any]] = []
+        dead_rows: list[list[Any]] = []
+        for rec, patch, digest, blob in changed:
+            gone = bool(rec.deleted or rec.merged_into)
+            (dead_rows if gone else live_rows).append(
+                [source, object_type, rec.source_id, rec.modstamp, digest, blob, rec.associations or _EMPTY,
+                 patch, gone, rec.merged_into, now, now, run_id])
+        keys = ["source", "object_type", "source_id"]
+        bulk_upsert_values(conn, sr, _MIRROR_COLS, live_rows, keys, _MIRROR_UPDATE)
         # A tombstone keeps the last known fields and patch (adapters send deletions without fields).
-        bulk_upsert(conn, sr, dead_rows, ["source", "object_type", "source_id"], _TOMBSTONE_UPDATE)
+        bulk_upsert_values(conn, sr, _MIRROR_COLS, dead_rows, keys, _TOMBSTONE_UPDATE)
         out.written.extend(rec.source_id for rec, *_ in changed)
         live = [(rec, patch) for rec, patch, _d, _b in changed if patch is not None]
         dead = [rec for rec, patch, _d, _b in changed if patch is None]
