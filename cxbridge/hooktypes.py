@@ -219,6 +219,48 @@ class PluginContext(Protocol):
         """Interactions of each customer, oldest first, optionally of the given types only."""
         ...
 
+    def iter_interaction_rows(
+        self,
+        types: Sequence[str] | None = None,
+        *,
+        batch_size: int = 10_000,
+        include_processing_opt_out: bool = False,
+    ) -> Iterator[list[tuple[str, datetime, float | None, str | None, str]]]:
+        """Stream interactions of all live customers as plain tuples, for bulk analytics (model fits).
+
+        Each row is ``(customer_id, occurred_at, amount, currency, type)`` (``occurred_at`` aware UTC,
+        ``amount`` a float or None, ``type`` a plain string). Rows are ordered by customer and a batch of about
+        ``batch_size`` rows never splits a customer. Keyset-paged: memory stays flat however large the store.
+        Deleted interactions, erased customers and (unless ``include_processing_opt_out``) customers who object
+        to profiling are skipped. Example::
+
+            spend = collections.Counter()
+            for rows in context.iter_interaction_rows(["purchase"]):
+                for customer_id, occurred_at, amount, currency, kind in rows:
+                    spend[customer_id] += amount or 0.0
+        """
+        ...
+
+    def count_customers(self, interaction_types: Sequence[str] | None = None) -> int:
+        """Live customers; with ``interaction_types``, those with at least one such interaction (one aggregate
+        query, e.g. ``context.count_customers(["purchase"])`` for the number of purchasers)."""
+        ...
+
+    def get_state(self, key: str) -> Any:
+        """A plugin's persisted JSON state under ``"<namespace>.<name>"`` (None if never set).
+
+        Shared by every process using the same store. Example: ``context.get_state("segments.model")``.
+        """
+        ...
+
+    def set_state(self, key: str, value: Any) -> None:
+        """Persist small JSON-serialisable plugin state under ``"<namespace>.<name>"`` (None deletes it).
+
+        Committed immediately in its own transaction (not with the batch's traits), last writer wins. Example:
+        ``context.set_state("segments.model", {"fitted_at": "2024-05-01T00:00:00+00:00", "edges": [...]})``.
+        """
+        ...
+
     def set_traits(self, customer_id: str, values: Mapping[str, Any], *, producer: str) -> None:
         """Set traits (``{"segments.tier": "gold"}``); unchanged values are not rewritten or written back."""
         ...

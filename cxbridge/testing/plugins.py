@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -85,6 +87,9 @@ class MemoryContext:
         self.trait_writes = 0
         self.actions: list[Action] = []
         self.events: list[dict[str, Any]] = []
+        #: Persisted plugin state, ``"<namespace>.<name>"`` -> JSON value (round-tripped through JSON, as the
+        #: store does, so a value that would not survive the store fails here too).
+        self.state: dict[str, Any] = {}
 
     def settings(self, namespace: str) -> Any:
         """The settings given for ``namespace``.
@@ -133,6 +138,69 @@ class MemoryContext:
             out[cid].append(item)
         return out
 
+    def _live_ids(self, include_processing_opt_out: bool = False) -> set[str]:
+        out = set()
+        for cid, customer in self.customers.items():
+            consent = getattr(customer, "consent", None)
+            if _erased(customer):
+                continue
+            if not include_processing_opt_out and getattr(consent, "processing_opt_out", False):
+                continue
+            out.add(cid)
+        return out
+
+    def iter_interaction_rows(
+        self,
+        types: Sequence[str] | None = None,
+        *,
+        batch_size: int = 10_000,
+        include_processing_opt_out: bool = False,
+    ) -> Iterator[list[tuple[str, datetime, float | None, str | None, str]]]:
+        """Rows ``(customer_id, occurred_at, amount, currency, type)`` ordered by customer, batches of about
+        ``batch_size`` rows that never split a customer (see the protocol)."""
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        live = self._live_ids(include_processing_opt_out)
+        rows = []
+        for item in self.interactions:
+            cid = self._resolve(item.customer_id) if item.customer_id else None
+            kind = str(getattr(item.type, "value", item.type))
+            if cid not in live or (types is not None and kind not in types):
+                continue
+            amount = None if item.amount is None else float(item.amount)
+            rows.append((cid, item.occurred_at, amount, item.currency, kind))
+        rows.sort(key=lambda r: (r[0], r[1]))
+        batch: list[tuple[str, datetime, float | None, str | None, str]] = []
+        for row in rows:
+            if len(batch) >= batch_size and batch[-1][0] != row[0]:
+                yield batch
+                batch = []
+            batch.append(row)
+        if batch:
+            yield batch
+
+    def count_customers(self, interaction_types: Sequence[str] | None = None) -> int:
+        live = {cid for cid, c in self.customers.items() if not _erased(c)}
+        if not interaction_types:
+            return len(live)
+        kinds = {str(getattr(t, "value", t)) for t in interaction_types}
+        return len({
+            self._resolve(i.customer_id) for i in self.interactions
+            if i.customer_id and str(getattr(i.type, "value", i.type)) in kinds
+        } & live)
+
+    def get_state(self, key: str) -> Any:
+        _check_state_key(key)
+        value = self.state.get(key)
+        return None if value is None else json.loads(json.dumps(value))
+
+    def set_state(self, key: str, value: Any) -> None:
+        _check_state_key(key)
+        if value is None:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = json.loads(json.dumps(value, default=_json_default))
+
     def set_traits(self, customer_id: str, values: Mapping[str, Any], *, producer: str) -> None:
         cid = self._resolve(customer_id)
         current = self.traits.setdefault(cid, {})
@@ -152,6 +220,18 @@ class MemoryContext:
 
 
 _MISSING = object()
+_STATE_KEY = re.compile(r"[a-z][a-z0-9_]*\.[A-Za-z0-9_.:-]{1,200}")
+
+
+def _check_state_key(key: str) -> None:
+    if not _STATE_KEY.fullmatch(key):
+        raise ValueError(f"plugin state key must be '<namespace>.<name>' (e.g. 'segments.model'), got {key!r}")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"plugin state must be JSON-serialisable, got {type(value).__name__}")
 
 
 def _erased(customer: Any) -> bool:

@@ -30,9 +30,13 @@ from cxbridge.models import Interaction
 
 from .money import FxTable
 
-__all__ = ["CustomerFeatures", "PurchaseTable", "compute_features", "day_number", "table_from_interactions"]
+__all__ = [
+    "CustomerFeatures", "PurchaseTable", "compute_features", "day_number", "table_from_interactions",
+    "table_from_rows",
+]
 
 _EPOCH = date(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH.toordinal()
 _DAY_BITS = 20  # day numbers < 2**20 (year 4840) share an int64 key with the customer index
 
 
@@ -182,3 +186,38 @@ def table_from_interactions(
         unknown_currency=unknown,
         unknown_codes=codes,
     )
+
+
+def table_from_rows(
+    rows: Sequence[tuple[str, datetime, float | None, str | None, str]], fx: FxTable, offset: int = 0
+) -> tuple[PurchaseTable, list[str]]:
+    """Build a :class:`PurchaseTable` from a batch of the core's columnar interaction rows.
+
+    :param rows: ``(customer_id, occurred_at, amount, currency, type)`` ordered by customer
+        (``PluginContext.iter_interaction_rows``); types other than purchase and refund are ignored.
+    :param offset: index of the batch's first customer (batches of a stream are numbered consecutively).
+    :returns: the table (customer indexes from ``offset``) and the batch's customer ids in index order.
+    """
+    rows = [r for r in rows if r[4] in ("purchase", "refund")]
+    if not rows:
+        return table_from_interactions([], {}, fx), []
+    cids, occurred, amounts, currencies, kinds = zip(*rows, strict=True)
+    ids = np.asarray(cids)
+    change = np.empty(ids.size, dtype=bool)
+    change[0] = True
+    np.not_equal(ids[1:], ids[:-1], out=change[1:])
+    cust = np.cumsum(change) - 1 + offset
+    # Aware UTC datetimes: their date is the UTC day.
+    day = np.fromiter((d.toordinal() for d in occurred), dtype=np.int64, count=ids.size) - _EPOCH_ORDINAL
+    missing = np.fromiter((a is None for a in amounts), dtype=bool, count=ids.size)
+    value = np.fromiter((0.0 if a is None else a for a in amounts), dtype=np.float64, count=ids.size)
+    refund = (np.asarray(kinds) == "refund") | (value < 0)
+    signed = np.where(refund, -np.abs(value), value)
+    codes = [fx.reporting_currency if m else c for m, c in zip(missing.tolist(), currencies, strict=True)]
+    converted, unknown = fx.convert(signed, codes)
+    unknown_codes: dict[int, set[str]] = {}
+    for row in np.flatnonzero(unknown):
+        unknown_codes.setdefault(int(cust[row]), set()).add((codes[row] or fx.default_currency).upper())
+    table = PurchaseTable(cust=cust.astype(np.int64), day=day, amount=converted, is_purchase=~refund,
+                          unknown_currency=unknown, unknown_codes=unknown_codes)
+    return table, ids[change].tolist()

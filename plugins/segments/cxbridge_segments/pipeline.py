@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -21,7 +22,13 @@ from cxbridge.hooktypes import PluginContext
 from cxbridge.models import Customer, Interaction
 
 from .engine import ModelState, Scores, fit_model, score
-from .features import PurchaseTable, compute_features, day_number, table_from_interactions
+from .features import (
+    PurchaseTable,
+    compute_features,
+    day_number,
+    table_from_interactions,
+    table_from_rows,
+)
 from .money import FxTable
 from .rules import Env, RuleEvaluationError
 from .settings import SegmentsSettings
@@ -76,12 +83,12 @@ class RescoreStats:
     tiers: dict[str, int] = field(default_factory=dict)
 
 
-def _concat(tables: list[PurchaseTable], offsets: list[int]) -> PurchaseTable:
+def _concat(tables: list[PurchaseTable]) -> PurchaseTable:
     if not tables:
         empty_i = np.zeros(0, dtype=np.int64)
         return PurchaseTable(empty_i, empty_i, np.zeros(0), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool))
     return PurchaseTable(
-        cust=np.concatenate([t.cust + off for t, off in zip(tables, offsets, strict=True)]),
+        cust=np.concatenate([t.cust for t in tables]),
         day=np.concatenate([t.day for t in tables]),
         amount=np.concatenate([t.amount for t in tables]),
         is_purchase=np.concatenate([t.is_purchase for t in tables]),
@@ -89,40 +96,103 @@ def _concat(tables: list[PurchaseTable], offsets: list[int]) -> PurchaseTable:
     )
 
 
-def fit_from_context(context: PluginContext, settings: SegmentsSettings, batch_size: int = 5000) -> ModelState:
-    """Read every live customer's purchases and refunds, fit a new state and cache it."""
+#: Rows per batch of the columnar stream a fit reads.
+FIT_BATCH_ROWS = 50_000
+
+
+def fit_from_context(
+    context: PluginContext,
+    settings: SegmentsSettings,
+    batch_size: int = FIT_BATCH_ROWS,
+    *,
+    scored_all: bool = False,
+) -> ModelState:
+    """Fit a new state from every live customer's purchases and refunds and store it for every process.
+
+    Reads the core's columnar stream (``iter_interaction_rows``: plain tuples, keyset-paged, customers who
+    object to profiling left out), so a fit over millions of customers costs one pass over their monetary
+    interactions and no per-customer model objects. Customers without any purchase or refund do not enter
+    the fit (quintiles and tier boundaries are taken over purchasers only).
+    """
     fx = _fx(settings)
     today = day_number(as_of(context, settings))
     tables: list[PurchaseTable] = []
-    offsets: list[int] = []
     n = 0
-    for batch in context.iter_customers(batch_size=batch_size):
-        eligible = [c.id for c in batch if c.consent.allows("processing")]
-        if not eligible:
-            continue
-        interactions = context.get_interactions(eligible, types=list(_MONETARY))
-        tables.append(table_from_interactions(eligible, interactions, fx))
-        offsets.append(n)
-        n += len(eligible)
-    features = compute_features(_concat(tables, offsets), n, today)
+    for rows in context.iter_interaction_rows(list(_MONETARY), batch_size=batch_size):
+        table, ids = table_from_rows(rows, fx, offset=n)
+        tables.append(table)
+        n += len(ids)
+    features = compute_features(_concat(tables), n, today)
+    del tables
     state, _ = fit_model(features, settings, today)
     state.fitted_at = context.now
+    # The growth check compares against the same count query, so opt-outs and dialect details cancel out.
+    state.diagnostics["purchaser_count"] = context.count_customers(["purchase"])
+    state.diagnostics["scored_all"] = scored_all
     put_state(context, settings, state)
     logger.info("segments model fitted on %d customers (%d purchasers)", state.customers, state.purchasers)
     return state
 
 
-def ensure_state(context: PluginContext, settings: SegmentsSettings) -> tuple[ModelState, bool]:
-    """The cached state, fitting one first if this process has none (or the settings changed).
+#: Per process: (store state key, fitted_at) -> monotonic time the next growth count is due.
+_NEXT_COUNT: dict[tuple[int, str], float] = {}
+#: A growth count may take at most this share of the time between counts (adaptive throttle: a count that
+#: takes 1 ms runs on every batch, one that takes 2 s on a 10M-interaction store at most every 100 s).
+COUNT_TIME_SHARE = 0.02
 
-    A state fitted on fewer than ``clv.min_customers`` purchasers is provisional (a young store, or the first
-    batch of an initial sync that has customers but no orders yet): it is refitted on every call until the
-    base is large enough. Refitting such a small base is cheap.
+
+def population_grew(context: PluginContext, settings: SegmentsSettings, state: ModelState) -> bool:
+    """Whether the purchasers have grown by more than ``refit_growth_share`` since ``state`` was fitted.
+
+    One count query (``count_customers(["purchase"])``), throttled per process so that counting costs at
+    most :data:`COUNT_TIME_SHARE` of the time.
+    """
+    fitted_on = state.diagnostics.get("purchaser_count", state.purchasers)
+    key = (id(getattr(context, "store", context)), state.fitted_at.isoformat())
+    now = time.monotonic()
+    if _NEXT_COUNT.get(key, 0.0) > now:
+        return False
+    started = time.perf_counter()
+    current = context.count_customers(["purchase"])
+    took = time.perf_counter() - started
+    if len(_NEXT_COUNT) > 1000:
+        _NEXT_COUNT.clear()
+    _NEXT_COUNT[key] = now + took / COUNT_TIME_SHARE
+    return current > fitted_on * (1.0 + settings.refit_growth_share)
+
+
+_TOO_OLD = "older than refit_every_seconds"
+
+
+def state_is_stale(context: PluginContext, settings: SegmentsSettings, state: ModelState | None) -> str | None:
+    """Why ``state`` must be refitted now (None if it is good): missing, provisional, grown or old."""
+    if state is None:
+        return "no fitted state"
+    if state.purchasers < settings.clv.min_customers:
+        return "provisional fit"
+    if (context.now - state.fitted_at).total_seconds() >= settings.refit_every_seconds:
+        return _TOO_OLD
+    if population_grew(context, settings, state):
+        return f"purchasers grew by more than {settings.refit_growth_share:.0%}"
+    return None
+
+
+def ensure_state(context: PluginContext, settings: SegmentsSettings) -> tuple[ModelState, bool]:
+    """The stored state, refitted first if there is none, or it was fitted on fewer than
+    ``clv.min_customers`` purchasers (a young store, or the first pages of an initial load), or the purchasers
+    have grown by more than ``refit_growth_share`` since (an initial load in many pages), or the settings
+    changed. Age alone is left to the ``segments.refit`` job, which also re-scores everyone.
+
+    A state fitted here is marked ``scored_all = False``: only the customers scored since saw it, and the
+    next run of the refit job re-scores everyone.
     """
     state = get_state(context, settings)
-    if state is not None and state.purchasers >= settings.clv.min_customers:
+    reason = state_is_stale(context, settings, state)
+    if state is not None and reason in (None, _TOO_OLD):
         return state, False
-    return fit_from_context(context, settings), True
+    logger.info("segments: refitting during scoring (%s)", reason)
+    state = fit_from_context(context, settings)
+    return state, True
 
 
 def _interaction_days(items: Sequence[Interaction]) -> list[tuple[str, date]]:
@@ -134,19 +204,26 @@ def _interaction_days(items: Sequence[Interaction]) -> list[tuple[str, date]]:
 
 
 def rescore(
-    context: PluginContext, customer_ids: Sequence[str], *, state: ModelState | None = None
+    context: PluginContext,
+    customer_ids: Sequence[str],
+    *,
+    state: ModelState | None = None,
+    customers: Sequence[Customer] | None = None,
 ) -> RescoreStats:
     """Re-score the given customers with the current fitted state and write their traits.
 
     Customers who object to profiling (``consent.processing_opt_out``) or are erased are not scored; their
     segment traits are cleared.
+
+    :param customers: the customers already loaded (a refit iterating over them); default: loaded here.
     """
     settings = settings_of(context)
     stats = RescoreStats()
     if state is None:
         state, stats.refitted = ensure_state(context, settings)
     stats.state = state
-    customers = context.get_customers(list(dict.fromkeys(customer_ids)))
+    if customers is None:
+        customers = context.get_customers(list(dict.fromkeys(customer_ids)))
     rules = settings.compiled_rules
     scored: list[Customer] = []
     for customer in customers:
@@ -269,16 +346,19 @@ def flush(context: PluginContext) -> int:
 def refit(
     context: PluginContext, batch_size: int = 5000, *, flush_batches: bool = True
 ) -> RescoreStats:
-    """Refit the model on every customer, then re-score every customer in batches.
+    """Refit the model from the columnar stream, then re-score every customer in batches.
+
+    The new state is stored before the re-scoring starts (other processes score against it at once) and
+    again, marked ``scored_all``, once every customer has been re-scored.
 
     :param flush_batches: flush a collecting context after every batch (see :func:`flush`); pass False
         when the caller owns the transaction.
     """
     settings = settings_of(context)
-    state = fit_from_context(context, settings, batch_size=batch_size)
+    state = fit_from_context(context, settings)
     total = RescoreStats(refitted=True, state=state)
     for batch in context.iter_customers(batch_size=batch_size):
-        stats = rescore(context, [c.id for c in batch], state=state)
+        stats = rescore(context, [c.id for c in batch], state=state, customers=batch)
         if flush_batches:
             flush(context)
         total.customers += stats.customers
@@ -287,4 +367,6 @@ def refit(
         total.events += stats.events
         for tier, count in stats.tiers.items():
             total.tiers[tier] = total.tiers.get(tier, 0) + count
+    state.diagnostics["scored_all"] = True
+    put_state(context, settings, state)
     return total

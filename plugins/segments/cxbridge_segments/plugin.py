@@ -55,23 +55,28 @@ def customers_changed(context: PluginContext, customer_ids: Sequence[str]) -> No
                  stats.customers, stats.events, stats.rule_errors)
 
 
-#: How often the scheduler wakes the refit job; the job refits only when the fitted state is missing or older
-#: than ``refit_every_seconds`` (so that setting works although jobs are registered before settings load).
+#: How often the scheduler wakes the refit job; the job refits only when it must (see :func:`refit_job`), so
+#: ``refit_every_seconds`` works although jobs are registered before settings load.
 JOB_TICK_SECONDS = 300.0
 
 
 def refit_job(context: PluginContext) -> None:
-    """The ``segments.refit`` job: refit quintiles, CLV models and tier bounds and re-score everyone, when the
-    cached state is missing or older than ``refit_every_seconds``."""
-    from .pipeline import refit, settings_of
+    """The ``segments.refit`` job: refit quintiles, CLV models and tier bounds and re-score everyone when the
+    stored state is missing, provisional, older than ``refit_every_seconds``, fitted on a purchaser population
+    that has since grown by more than ``refit_growth_share``, or was fitted during incremental scoring and not
+    yet applied to every customer."""
+    from .pipeline import refit, settings_of, state_is_stale
     from .state import get_state
 
     settings = settings_of(context)
     state = get_state(context, settings)
-    if state is not None and (context.now - state.fitted_at).total_seconds() < settings.refit_every_seconds:
+    reason = state_is_stale(context, settings, state)
+    if reason is None and state is not None and not state.diagnostics.get("scored_all", True):
+        reason = "fitted during scoring, not yet applied to every customer"
+    if reason is None:
         return
     stats = refit(context)
-    logger.info("segments refit: %d customers scored, tiers %s", stats.customers, stats.tiers)
+    logger.info("segments refit (%s): %d customers scored, tiers %s", reason, stats.customers, stats.tiers)
 
 
 @hookimpl

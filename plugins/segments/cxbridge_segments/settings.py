@@ -152,6 +152,11 @@ class SegmentsSettings(_Settings):
     default_currency: str | None = Field(None, description="Assumed for amounts without a currency.")
     as_of: datetime | date | None = Field(None, description="Score as of this date instead of now.")
     refit_every_seconds: float = Field(86400, gt=0, description="Interval of the segments.refit job.")
+    refit_growth_share: float = Field(
+        0.10, ge=0,
+        description="Refit as soon as the number of purchasers has grown by more than this share since the fit "
+                    "(an initial load arriving in many pages is not scored against its first pages' population).",
+    )
     rfm: RfmSettings = Field(default_factory=RfmSettings)
     tiers: TiersSettings = Field(default_factory=TiersSettings)
     clv: ClvSettings = Field(default_factory=ClvSettings)

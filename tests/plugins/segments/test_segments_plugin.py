@@ -140,10 +140,10 @@ def test_refit_job_respects_the_interval() -> None:
     assert fitted is not None and len(ctx.traits) == 80
     ctx.now = AS_OF + timedelta(minutes=30)
     plugin.refit_job(ctx)
-    assert get_state(ctx, settings) is fitted  # too early: no refit
+    assert get_state(ctx, settings).fitted_at == fitted.fitted_at  # too early: no refit
     ctx.now = AS_OF + timedelta(hours=2)
     plugin.refit_job(ctx)
-    assert get_state(ctx, settings) is not fitted
+    assert get_state(ctx, settings).fitted_at == AS_OF + timedelta(hours=2)
 
 
 def test_too_few_purchasers_still_gives_rfm_and_tiers_without_clv() -> None:
