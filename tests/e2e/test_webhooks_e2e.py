@@ -205,3 +205,37 @@ def test_failed_processing_is_recorded_and_health_and_metrics_report_it(ws):
     assert "# TYPE cxbridge_outbox_rows gauge" in lines
     assert any(line.startswith('cxbridge_http_requests_total{method="POST",route="hubspot-webhook",status="200"}')
                for line in lines)
+
+
+def test_events_a_previous_process_left_unfinished_are_completed(ws):
+    """A privacy deletion that failed and a change accepted by a process that died before re-reading it are
+    finished after the next start, on the first authentic delivery."""
+    from datetime import UTC, datetime
+
+    from cxbridge_hubspot.webhooks import StoreInbox
+
+    ids = _initial(ws)
+    cid_customer = ws.bridge.find_customer_id(f"hs/{ids['cid']}")
+    ws.fake.objects["contacts"].pop(int(ids["cid"]))
+    ws.fake.update("contacts", ids["ann"], {"firstname": "Anne-Marie"})
+    inbox = StoreInbox(ws.bridge.store)
+    long_ago = datetime.now(UTC) - timedelta(minutes=20)
+    privacy, change = ws.event("privacyDeletion", ids["cid"]), ws.event("propertyChange", ids["ann"])
+    assert inbox.add("hs", str(privacy["eventId"]), privacy, long_ago)
+    inbox.mark("hs", [str(privacy["eventId"])], "failed", long_ago, "StoreError: database is locked")
+    assert inbox.add("hs", str(change["eventId"]), change, long_ago)  # stayed 'new': the process died
+    recent = ws.event("propertyChange", ids["bob"])
+    assert inbox.add("hs", str(recent["eventId"]), recent, datetime.now(UTC))  # may still be in progress
+
+    assert ws.post([]).json() == {"accepted": 0, "duplicates": 0}  # any authentic delivery
+
+    assert ws.mirror(ids["ann"]).fields["firstname"] == "Anne-Marie"
+    with pytest.raises(NotFound):
+        ws.bridge.find_customer_id("cid@example.com")
+    assert ws.count(s.erasure_ledger, s.erasure_ledger.c.customer_id == cid_customer) >= 2
+    assert tuple(ws.inbox(privacy["eventId"])) == ("processed", None)
+    assert tuple(ws.inbox(change["eventId"])) == ("processed", None)
+    assert ws.inbox(recent["eventId"]).status == "new"
+    # once per start: a second delivery does not re-run the recovery
+    calls = len(ws.fake.calls)
+    assert ws.post([]).status_code == 200 and len(ws.fake.calls) == calls

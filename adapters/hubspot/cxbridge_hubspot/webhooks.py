@@ -38,7 +38,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from .streams import OBJECT_TYPE_IDS
@@ -58,6 +58,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 MAX_AGE_MS = 5 * 60 * 1000
+#: An event still ``new`` this long after it arrived was accepted by a process that stopped before finishing.
+STALE_AFTER = timedelta(minutes=10)
 _LEGACY = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
 
 
@@ -142,6 +144,11 @@ class InboxStore(Protocol):
              error: str | None = None) -> None:
         ...
 
+    def unfinished(self, source: str, received_before: datetime) -> list[Any]:
+        """Payloads of events that ``failed``, or stayed ``new`` since before ``received_before`` (their
+        process died before finishing); oldest first."""
+        ...
+
 
 class MemoryInbox:
     """An in-process :class:`InboxStore` (tests, single-shot tools)."""
@@ -152,8 +159,12 @@ class MemoryInbox:
     def add(self, source: str, event_id: str, payload: Any, now: datetime) -> bool:
         if (source, event_id) in self.events:
             return False
-        self.events[(source, event_id)] = {"payload": payload, "status": "new", "error": None}
+        self.events[(source, event_id)] = {"payload": payload, "status": "new", "error": None, "received": now}
         return True
+
+    def unfinished(self, source: str, received_before: datetime) -> list[Any]:
+        return [e["payload"] for (src, _), e in self.events.items() if src == source and (
+            e["status"] == "failed" or (e["status"] == "new" and e["received"] < received_before))]
 
     def mark(self, source: str, event_ids: Iterable[str], status: str, now: datetime,
              error: str | None = None) -> None:
@@ -196,6 +207,18 @@ class StoreInbox:
             conn.execute(update(t).where(t.c.source == source, t.c.event_id.in_(ids))
                          .values(status=status, processed_at=now, error=error))
 
+    def unfinished(self, source: str, received_before: datetime) -> list[Any]:
+        from sqlalchemy import and_, or_, select
+
+        from cxbridge.store import schema
+
+        t = schema.inbox
+        with self.store.connect() as conn:
+            return list(conn.execute(
+                select(t.c.payload).where(t.c.source == source, or_(
+                    t.c.status == "failed", and_(t.c.status == "new", t.c.received_at < received_before)))
+                .order_by(t.c.id)).scalars())
+
 
 Dispatch = Callable[[str, WebhookPlan], None]
 
@@ -223,9 +246,10 @@ class WebhookReceiver:
         self.failed = 0
         self._busy = 0
         self._idle = threading.Condition()
+        self._recovered: set[str] = set()
 
     async def __call__(self, request: Any) -> Any:
-        from starlette.background import BackgroundTask
+        from starlette.background import BackgroundTasks
         from starlette.concurrency import run_in_threadpool
         from starlette.responses import JSONResponse
 
@@ -257,12 +281,17 @@ class WebhookReceiver:
         fresh = await run_in_threadpool(self._record, source, events, now)
         self.duplicates += len(events) - len(fresh)
         plan = plan_events(fresh, self.streams_for(source))
-        task = None
+        tasks = BackgroundTasks()  # sync callables: they run in the thread pool, after the answer
+        if source not in self._recovered:  # the first authentic delivery since start: finish what was left
+            self._recovered.add(source)
+            with self._idle:
+                self._busy += 1
+            tasks.add_task(self._recover, source)
         if plan.event_ids:
             with self._idle:
                 self._busy += 1
-            task = BackgroundTask(self.process, source, plan)  # a sync callable: runs in the thread pool
-        return JSONResponse({"accepted": len(fresh), "duplicates": len(events) - len(fresh)}, background=task)
+            tasks.add_task(self.process, source, plan)
+        return JSONResponse({"accepted": len(fresh), "duplicates": len(events) - len(fresh)}, background=tasks)
 
     def _record(self, source: str, events: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """The events not seen before (each recorded in the inbox)."""
@@ -290,6 +319,32 @@ class WebhookReceiver:
             self.inbox.mark(source, event_ids, status, self.now(), error)
         except Exception:  # the store is gone: the rows stay 'new', which the log makes visible
             log.exception("could not record webhook status %s", status, extra={"source": source})
+
+    def recover(self, source: str, *, stale_after: timedelta = STALE_AFTER) -> int:
+        """Process again the events of ``source`` that failed, or were accepted but never finished (the process
+        stopped first) more than ``stale_after`` ago; returns how many. Runs once per source after the first
+        authentic delivery; call it yourself from a scheduler for more. Privacy deletions depend on it: a
+        poll re-reads changed records anyway, but nothing else would erase the person."""
+        events = self.inbox.unfinished(source, self.now() - stale_after)
+        if not events:
+            return 0
+        plan = plan_events(events, self.streams_for(source))
+        log.info("hubspot webhooks: retrying %d unfinished event(s)", len(plan.event_ids),
+                 extra={"source": source})
+        with self._idle:
+            self._busy += 1
+        self.process(source, plan)
+        return len(plan.event_ids)
+
+    def _recover(self, source: str) -> None:
+        try:
+            self.recover(source)
+        except Exception:  # the store is unavailable: the next start tries again
+            log.exception("hubspot webhooks: recovering unfinished events failed", extra={"source": source})
+        finally:
+            with self._idle:
+                self._busy -= 1
+                self._idle.notify_all()
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no accepted delivery is still being processed; False on timeout (tests, shutdown)."""
