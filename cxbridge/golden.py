@@ -198,7 +198,7 @@ def assemble_compact(
         if key in _NOT_GOLDEN or value is None:
             continue
         if key in _LIST_FIELDS:
-            data[key] = list(dict.fromkeys(value))
+            data[key] = list(value) if len(value) < 2 else list(dict.fromkeys(value))
             if value:
                 fields[key] = 0
             continue
@@ -222,9 +222,10 @@ def assemble_compact(
         else:
             data[key] = value
         fields[key] = 0
-    p = _prov(c)
-    source = [p["source"], p["object_type"], p["source_id"], p["observed_at"]]
-    return data, {"sources": [source] if fields else [], "fields": fields}
+    if not fields:
+        return data, {"sources": [], "fields": fields}
+    observed = _utc(c.modstamp).isoformat() if c.modstamp else None  # type: ignore[union-attr]
+    return data, {"sources": [[c.source, c.object_type, c.source_id, observed]], "fields": fields}
 
 
 def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

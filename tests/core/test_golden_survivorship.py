@@ -76,7 +76,10 @@ def test_name_parts_survive_together_and_conflicting_full_names_are_dropped() ->
 
 @pytest.mark.parametrize("contribution", [SHOP, CALL, Contribution("x", "y", "1", None, {
     "first_name": "", "full_name": "Al Bo", "addresses": [{"city": "Bonn"}, {"city": "Bonn"}], "emails": [],
-    "custom.a": 1, "consent.sms_opt_out": False})])
+    "custom.a": 1, "consent.sms_opt_out": False}),
+    Contribution("x", "y", "2", datetime(2026, 3, 1, 12, 0), {  # naive modstamp, duplicate list values
+        "emails": ["a@x.test", "b@x.test", "a@x.test"], "phones": ["+4930123"], "last_name": "Ng"}),
+    Contribution("x", "y", "3", None, {})])
 def test_single_record_fast_path_equals_general_assembly(contribution: Contribution) -> None:
     from cxbridge.golden import assemble_compact, compact_provenance, expand_provenance
 
@@ -84,4 +87,5 @@ def test_single_record_fast_path_equals_general_assembly(contribution: Contribut
     data, prov = assemble([contribution], rule)
     fast_data, fast_prov = assemble_compact([contribution], rule)
     assert fast_data == data
+    assert fast_prov == compact_provenance(prov)
     assert expand_provenance(fast_prov) == expand_provenance(compact_provenance(prov))

@@ -256,15 +256,24 @@ class StreamPlan:
             keys = list(rp.spec.column_map())
             scalar = rp.spec.value is not None
             values: dict[str, list[Any]] = {}
+            plain = _PLAIN
             for start in range(0, len(ids), IN_CHUNK):
-                for row in conn.execute(stmt, {"ids": list(ids[start : start + IN_CHUNK])}):
+                # fetchall: one driver call per query instead of one per row
+                for row in conn.execute(stmt, {"ids": list(ids[start : start + IN_CHUNK])}).fetchall():
                     if scalar:
-                        item: Any = jsonable(row[1])
+                        item: Any = row[1]
+                        if type(item) not in plain:
+                            item = jsonable(item)
                         if item is None or item == "":
                             continue
                     else:
                         item = dict(zip(keys, map(jsonable, row[1:]), strict=True))
-                    values.setdefault(str(row[0]), []).append(item)
+                    parent = row[0]
+                    bucket = values.get(parent if type(parent) is str else str(parent))
+                    if bucket is None:
+                        values[str(parent)] = [item]
+                    else:
+                        bucket.append(item)
             out[rp.name] = values
         return out
 
