@@ -63,6 +63,7 @@ def build_app(
         PluginError: a plugin route is invalid, duplicated, or takes a reserved path.
     """
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.middleware import Middleware
     from starlette.responses import JSONResponse, PlainTextResponse
     from starlette.routing import Route
@@ -86,8 +87,8 @@ def build_app(
         }
         code = 200
         if bridge is not None and hasattr(bridge, "health"):
-            try:
-                extra = dict(bridge.health())
+            try:  # store queries: in a worker thread, so webhook answers are not held up
+                extra = dict(await run_in_threadpool(bridge.health))
             except Exception as exc:  # health must answer even when the bridge cannot
                 logger.exception("bridge.health() failed")
                 extra = {"status": "error", "error": f"{type(exc).__name__}: {exc}"}
@@ -109,7 +110,7 @@ def build_app(
             extra_sources.append(bridge.metrics)
         for source in extra_sources:
             try:
-                families.extend(source())
+                families.extend(await run_in_threadpool(source))
             except Exception:
                 logger.exception("metrics source %r failed", source)
                 registry.inc(
