@@ -79,6 +79,7 @@ class Bridge:
         self._adapters: dict[str, Adapter] = {}
         self._ids_engines: dict[str, Any] = {}
         self._ids_lock = threading.Lock()
+        self._ids_stream_locks: dict[tuple[str, str], threading.Lock] = {}
 
     # ------------------------------------------------------------------------------------------ lifecycle
 
@@ -178,7 +179,9 @@ class Bridge:
             if engine is None:
                 engine = self._ids_engines[source] = SyncEngine(
                     self.store, self.config, self.pm, self.adapters([source]), prefetch=False)
-        return engine.sync_ids(source, stream, list(ids))
+            stream_lock = self._ids_stream_locks.setdefault((source, stream), threading.Lock())
+        with stream_lock:  # one page writer per stream: concurrent deliveries of one stream take turns
+            return engine.sync_ids(source, stream, list(ids))
 
     def deliver_writes(self, *, now: datetime | None = None) -> Any:
         """Send due write-backs and actions from the outbox to the CRMs; returns the delivery report."""

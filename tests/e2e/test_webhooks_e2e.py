@@ -239,3 +239,22 @@ def test_events_a_previous_process_left_unfinished_are_completed(ws):
     # once per start: a second delivery does not re-run the recovery
     calls = len(ws.fake.calls)
     assert ws.post([]).status_code == 200 and len(ws.fake.calls) == calls
+
+
+def test_concurrent_deliveries_are_all_applied_once(ws):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _initial(ws)
+    new = [ws.fake.add("contacts", {"email": f"new{i}@example.com", "firstname": f"New{i}"}) for i in range(6)]
+    # the same person created twice in HubSpot (same email): one golden customer
+    twin = ws.fake.add("contacts", {"email": "new0@example.com", "firstname": "New0", "lastname": "Twin"})
+    batches = [[ws.event("creation", cid)] for cid in [*new, twin]]
+    with ThreadPoolExecutor(len(batches)) as pool:
+        answers = list(pool.map(ws.post, batches))
+    assert [a.status_code for a in answers] == [200] * len(batches)
+    assert ws.server.server.config.app.state.hubspot_webhooks.wait_idle(30)
+    for i, cid in enumerate(new):
+        assert ws.bridge.customer(f"hs/{cid}").customer.first_name == f"New{i}"
+    assert ws.bridge.find_customer_id(f"hs/{twin}") == ws.bridge.find_customer_id(f"hs/{new[0]}")
+    assert ws.count(s.customers, s.customers.c.erased.is_(False)) == 3 + 6
+    assert ws.count(s.inbox, s.inbox.c.status == "processed") == len(batches)
