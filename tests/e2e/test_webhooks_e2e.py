@@ -258,3 +258,21 @@ def test_concurrent_deliveries_are_all_applied_once(ws):
     assert ws.bridge.find_customer_id(f"hs/{twin}") == ws.bridge.find_customer_id(f"hs/{new[0]}")
     assert ws.count(s.customers, s.customers.c.erased.is_(False)) == 3 + 6
     assert ws.count(s.inbox, s.inbox.c.status == "processed") == len(batches)
+
+
+def test_merge_event_makes_the_merged_contact_an_alias(ws):
+    ids = _initial(ws)
+    keep_customer = ws.bridge.find_customer_id(f"hs/{ids['ann']}")
+    bob_customer = ws.bridge.find_customer_id(f"hs/{ids['bob']}")
+    ws.fake.merge("contacts", ids["ann"], ids["bob"])
+    ev = ws.event("merge", ids["ann"], primaryObjectId=int(ids["ann"]), mergedObjectIds=[int(ids["bob"])],
+                  newObjectId=int(ids["ann"]))
+    assert ws.post([ev]).json() == {"accepted": 1, "duplicates": 0}
+    assert tuple(ws.inbox(ev["eventId"])) == ("processed", None)
+    sr = s.source_records
+    with ws.bridge.store.connect() as conn:
+        merged_into = conn.execute(select(sr.c.merged_into).where(
+            sr.c.source == "hs", sr.c.source_id == ids["bob"])).scalar_one()
+    assert merged_into == ids["ann"]
+    # the merged person's golden id is an alias of the survivor (golden ids stay stable)
+    assert ws.bridge.find_customer_id(bob_customer) == keep_customer
