@@ -43,6 +43,7 @@ from ..store import schema as s
 from ..store.ops import new_id, utcnow
 from . import cursors, quarantine, runs
 from .context import StoreContext, interaction_of
+from .gctune import relaxed_gc
 from .mapping import CompiledMapping, compile_mapping, merge_specs
 from .page import PageOutcome, PageWriter
 from .prefetch import prefetched
@@ -241,6 +242,10 @@ class SyncEngine:
 
     def run_stream(self, p: _Plan, *, full: bool = False, progress: Progress | None = None) -> SyncRunInfo:
         """Sync one stream (see the module docs)."""
+        with relaxed_gc():  # pages allocate heavily; see cxbridge.sync.gctune
+            return self._run_stream(p, full=full, progress=progress)
+
+    def _run_stream(self, p: _Plan, *, full: bool, progress: Progress | None) -> SyncRunInfo:
         source, stream, adapter, writer = p.source, p.stream, p.adapter, p.writer
         started = self.now()
         limit = started - timedelta(seconds=self.config.sync.safety_margin_seconds)

@@ -81,3 +81,28 @@ def test_compact_encoder_is_byte_identical_to_json_dumps() -> None:
                     encode(value)
                 continue
             assert encode(value) == expected
+
+
+def test_relaxed_gc_raises_the_threshold_during_runs_and_restores_it() -> None:
+    import gc
+
+    from cxbridge.sync.gctune import GEN0_THRESHOLD, relaxed_gc
+
+    before = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with relaxed_gc():
+            assert gc.get_threshold() == (GEN0_THRESHOLD, 10, 10)
+            with relaxed_gc():  # a second stream in parallel
+                assert gc.get_threshold()[0] == GEN0_THRESHOLD
+            assert gc.get_threshold()[0] == GEN0_THRESHOLD  # the first run is still going
+        assert gc.get_threshold() == (700, 10, 10)
+        with pytest.raises(RuntimeError), relaxed_gc():
+            raise RuntimeError("run failed")
+        assert gc.get_threshold() == (700, 10, 10)
+        gc.set_threshold(100_000, 5, 5)  # the application's own, higher setting is kept
+        with relaxed_gc():
+            assert gc.get_threshold() == (100_000, 5, 5)
+        assert gc.get_threshold() == (100_000, 5, 5)
+    finally:
+        gc.set_threshold(*before)
