@@ -79,6 +79,7 @@ class Bridge:
         self._adapters: dict[str, Adapter] = {}
         self._ids_engines: dict[str, Any] = {}
         self._ids_lock = threading.Lock()
+        self._adapter_lock = threading.Lock()
         self._ids_stream_locks: dict[tuple[str, str], threading.Lock] = {}
 
     # ------------------------------------------------------------------------------------------ lifecycle
@@ -117,11 +118,12 @@ class Bridge:
 
     def adapter(self, source: str) -> Adapter:
         """The adapter instance of a configured source (built once)."""
-        if source not in self._adapters:
-            from .sources import build_adapter
+        with self._adapter_lock:  # web workers may ask for the same adapter at once: build it once
+            if source not in self._adapters:
+                from .sources import build_adapter
 
-            self._adapters[source] = build_adapter(self.config, source, pm=self.pm, store=self.store)
-        return self._adapters[source]
+                self._adapters[source] = build_adapter(self.config, source, pm=self.pm, store=self.store)
+            return self._adapters[source]
 
     def use_adapter(self, source: str, adapter: Adapter) -> None:
         """Use ``adapter`` for ``source`` instead of building one from the config (tests, embedding).
