@@ -213,11 +213,23 @@ def table_from_rows(
     value = np.fromiter((0.0 if a is None else a for a in amounts), dtype=np.float64, count=ids.size)
     refund = (np.asarray(kinds) == "refund") | (value < 0)
     signed = np.where(refund, -np.abs(value), value)
-    codes = [fx.reporting_currency if m else c for m, c in zip(missing.tolist(), currencies, strict=True)]
-    converted, unknown = fx.convert(signed, codes)
+    # Currency codes to rates through a dict of the few distinct codes (np.unique on 10M Python strings would
+    # sort them); a missing amount is taken to be in the reporting currency, as table_from_interactions does.
+    index: dict[str | None, int] = {}
+    code_idx = np.fromiter(
+        (index.setdefault(fx.reporting_currency if m else c, len(index))
+         for m, c in zip(missing.tolist(), currencies, strict=True)),
+        dtype=np.int64, count=ids.size,
+    )
+    distinct = list(index)
+    converted_codes, unknown_codes_mask = fx.convert(np.ones(len(distinct)), distinct)
+    rates = np.where(unknown_codes_mask, 0.0, converted_codes)
+    converted = signed * rates[code_idx]
+    unknown = unknown_codes_mask[code_idx]
     unknown_codes: dict[int, set[str]] = {}
     for row in np.flatnonzero(unknown):
-        unknown_codes.setdefault(int(cust[row]), set()).add((codes[row] or fx.default_currency).upper())
+        code = distinct[int(code_idx[row])]
+        unknown_codes.setdefault(int(cust[row]), set()).add((code or fx.default_currency).upper())
     table = PurchaseTable(cust=cust.astype(np.int64), day=day, amount=converted, is_purchase=~refund,
                           unknown_currency=unknown, unknown_codes=unknown_codes)
     return table, ids[change].tolist()

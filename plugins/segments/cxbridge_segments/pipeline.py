@@ -139,6 +139,8 @@ _NEXT_COUNT: dict[tuple[int, str], float] = {}
 #: A growth count may take at most this share of the time between counts (adaptive throttle: a count that
 #: takes 1 ms runs on every batch, one that takes 2 s on a 10M-interaction store at most every 100 s).
 COUNT_TIME_SHARE = 0.02
+#: Counts faster than this are never throttled (a small store counts on every batch).
+COUNT_FREE_SECONDS = 0.01
 
 
 def population_grew(context: PluginContext, settings: SegmentsSettings, state: ModelState) -> bool:
@@ -157,7 +159,8 @@ def population_grew(context: PluginContext, settings: SegmentsSettings, state: M
     took = time.perf_counter() - started
     if len(_NEXT_COUNT) > 1000:
         _NEXT_COUNT.clear()
-    _NEXT_COUNT[key] = now + took / COUNT_TIME_SHARE
+    if took >= COUNT_FREE_SECONDS:
+        _NEXT_COUNT[key] = now + took / COUNT_TIME_SHARE
     return current > fitted_on * (1.0 + settings.refit_growth_share)
 
 
