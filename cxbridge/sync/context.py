@@ -33,6 +33,7 @@ from ..models import Channel, Customer, Direction, Interaction, InteractionType,
 from ..store import Store
 from ..store import schema as s
 from ..store.ops import upsert, utcnow
+from .bulk import bulk_upsert_values
 from .convert import jsonable
 
 __all__ = ["FlushReport", "InteractionRow", "StoreContext", "infer_trait_type"]
@@ -41,6 +42,9 @@ __all__ = ["FlushReport", "InteractionRow", "StoreContext", "infer_trait_type"]
 InteractionRow = tuple[str, datetime, "float | None", "str | None", str]
 
 logger = logging.getLogger(__name__)
+
+_TRAIT_COLS = ("customer_id", "name", "value", "type", "producer", "computed_at")
+_HISTORY_COLS = ("customer_id", "name", "old_value", "new_value", "producer", "changed_at")
 
 #: Ids per ``IN (...)`` query when reading: 1,000 changed customers in one round trip per table.
 READ_CHUNK = 1000
@@ -192,7 +196,7 @@ class StoreContext:
                     query = query.where(it.c.type.in_(kinds))
                 query = query.order_by(it.c.customer_id, it.c.occurred_at, it.c.id)
                 for row in conn.execute(query):
-                    by_customer.setdefault(row.customer_id, []).append(interaction_of(row))
+                    by_customer.setdefault(row[1], []).append(_stored_interaction(row))
         for cid in customer_ids:
             out[cid] = by_customer.get(survivor.get(cid, cid), [])
         return out
@@ -246,7 +250,7 @@ class StoreContext:
                         whole = self._rows_query(sqlite, kinds).where(it.c.customer_id == tail)
                         rows = _fetch(conn, whole, sqlite)
                 first, last = rows[0][0], rows[-1][0]
-                blocked = c.c.erased.is_(True)
+                blocked: Any = c.c.erased.is_(True)
                 if not include_processing_opt_out:
                     blocked = or_(blocked, c.c.processing_opt_out.is_(True))
                 skip = {r[0] for r in conn.execute(select(c.c.id).where(c.c.id >= first, c.c.id <= last, blocked))}
@@ -389,8 +393,12 @@ class StoreContext:
             for row in conn.execute(select(t.c.customer_id, t.c.name, t.c.value).where(
                     t.c.customer_id.in_(ids[i : i + READ_CHUNK]))):
                 current[(row.customer_id, row.name)] = row.value
-        rows, history = [], []
+        # Rows as lists in _TRAIT_COLS / _HISTORY_COLS order for the executemany path (no per-row SQLAlchemy
+        # parameter processing: that was most of a flush of 1,000 customers' ~20 traits each).
+        rows: list[list[Any]] = []
+        history: list[list[Any]] = []
         changed: dict[str, list[str]] = {}
+        now = self.now
         for cid, values in merged.items():
             if cid not in live:
                 continue
@@ -399,14 +407,15 @@ class StoreContext:
                 key = (cid, name)
                 if key in current and current[key] == stored:
                     continue
-                rows.append({"customer_id": cid, "name": name, "value": stored, "type": infer_trait_type(value),
-                             "producer": producer, "computed_at": self.now})
-                history.append({"customer_id": cid, "name": name, "old_value": current.get(key),
-                                "new_value": stored, "producer": producer, "changed_at": self.now})
+                rows.append([cid, name, stored, infer_trait_type(value), producer, now])
+                history.append([cid, name, current.get(key), stored, producer, now])
                 changed.setdefault(cid, []).append(name)
-        upsert(conn, t, rows, ["customer_id", "name"])
+        bulk_upsert_values(conn, t, _TRAIT_COLS, rows, ["customer_id", "name"])
         if history:
-            conn.execute(s.trait_history.insert(), history)
+            if conn.dialect.name == "sqlite":  # insert only: the autoincrement id never conflicts
+                bulk_upsert_values(conn, s.trait_history, _HISTORY_COLS, history, ["id"], [])
+            else:
+                conn.execute(s.trait_history.insert(), [dict(zip(_HISTORY_COLS, h, strict=True)) for h in history])
         return changed
 
     def _plan(self, conn: Connection, customer_ids: list[str]) -> Any:
@@ -456,25 +465,38 @@ def _construct(values: dict[str, Any]) -> Interaction:
 
 
 def interaction_of(row: Any) -> Interaction:
-    """An :class:`~cxbridge.models.Interaction` from an ``interactions`` row (no re-validation: the row was
-    validated when it was stored). ``occurred_at`` may be the raw SQLite text (see :func:`_interactions_query`)."""
+    """An :class:`~cxbridge.models.Interaction` from an ``interactions`` row (validated)."""
     data = row.data or {}
-    occurred = row.occurred_at
+    return Interaction(
+        id=row.id, customer_id=row.customer_id, source=row.source, object_type=row.object_type,
+        source_id=row.source_id, channel=row.channel, type=row.type, occurred_at=row.occurred_at,
+        direction=row.direction, amount=row.amount, currency=row.currency, subject=row.subject,
+        content=row.content, sentiment=row.sentiment, context=data.get("context") or {},
+        custom=data.get("custom") or {},
+    )
+
+
+def _stored_interaction(row: Any) -> Interaction:
+    """An Interaction from a row of :func:`_interactions_query` -- read back from our own store, where it was
+    validated when written, so built without validation (tests compare it with validated models).
+    ``occurred_at`` is the raw SQLite text or a datetime."""
+    (id_, customer_id, source, object_type, source_id, channel, kind, occurred, direction, amount, currency,
+     subject, content, sentiment, data) = row
     if isinstance(occurred, str):
         occurred = datetime.fromisoformat(occurred).replace(tzinfo=UTC)
+    data = data or {}
     return _construct({
-        "id": row.id, "customer_id": row.customer_id, "source": row.source, "object_type": row.object_type,
-        "source_id": row.source_id, "channel": _enum(Channel, row.channel),
-        "type": _enum(InteractionType, row.type), "occurred_at": occurred,
-        "direction": _enum(Direction, row.direction), "amount": row.amount,
-        "currency": row.currency, "subject": row.subject, "content": row.content, "sentiment": row.sentiment,
+        "id": id_, "customer_id": customer_id, "source": source, "object_type": object_type,
+        "source_id": source_id, "channel": _enum(Channel, channel), "type": _enum(InteractionType, kind),
+        "occurred_at": occurred, "direction": _enum(Direction, direction), "amount": amount,
+        "currency": currency, "subject": subject, "content": content, "sentiment": sentiment,
         "context": data.get("context") or {}, "custom": data.get("custom") or {},
     })
 
 
 def _interactions_query(sqlite: bool) -> Any:
-    """The columns :func:`interaction_of` needs; on SQLite ``occurred_at`` as raw text (parsed by the C
-    ``fromisoformat`` instead of SQLAlchemy's regex-based DATETIME processor)."""
+    """The columns :func:`_stored_interaction` reads, in its order; on SQLite ``occurred_at`` as raw text
+    (parsed by the C ``fromisoformat`` instead of SQLAlchemy's regex-based DATETIME processor)."""
     it = s.interactions
     occurred = type_coerce(it.c.occurred_at, String).label("occurred_at") if sqlite else it.c.occurred_at
     return select(it.c.id, it.c.customer_id, it.c.source, it.c.object_type, it.c.source_id, it.c.channel,
@@ -486,7 +508,9 @@ def _fetch(conn: Connection, query: Any, sqlite: bool) -> list[Any]:
     """All rows of ``query``; on SQLite straight from the DBAPI cursor (the query's columns have no result
     processing there, so SQLAlchemy's Row objects would only add ~2 us per row)."""
     result = conn.execute(query)
-    return result.cursor.fetchall() if sqlite else list(result.all())  # type: ignore[attr-defined]
+    if sqlite:
+        return list(result.cursor.fetchall())  # type: ignore[attr-defined]
+    return list(result.all())
 
 
 def _rows(rows: Sequence[Any], skip: set[str], sqlite: bool) -> list[InteractionRow]:
