@@ -254,10 +254,27 @@ def rescore(
         if rules:
             _apply_rules(context, customer, values, scores, i, interactions.get(customer.id, []),
                          today_date, settings, stats)
-        context.set_traits(customer.id, values, producer=PRODUCER)
+        changed = _changed(customer, values)
+        if changed:
+            context.set_traits(customer.id, changed, producer=PRODUCER)
         stats.tiers[values["segments.tier"]] = stats.tiers.get(values["segments.tier"], 0) + 1
     stats.customers = len(scored)
     return stats
+
+
+def _changed(customer: Customer, values: dict[str, Any]) -> dict[str, Any]:
+    """The traits whose value differs from what the customer carries already.
+
+    Re-scoring mostly confirms yesterday's values; handing only the differences to the context keeps a
+    store's flush from reading back and comparing every trait of every re-scored customer.
+    """
+    current = customer.traits
+    out = {}
+    for name, value in values.items():
+        trait = current.get(name)
+        if trait is None or type(trait.value) is not type(value) or trait.value != value:
+            out[name] = value
+    return out
 
 
 def _variables(values: Mapping[str, Any], scores: Scores, i: int) -> dict[str, Any]:

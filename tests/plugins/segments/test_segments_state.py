@@ -7,7 +7,8 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
-from cxbridge_segments import plugin
+import pytest
+from cxbridge_segments import pipeline, plugin
 from cxbridge_segments.features import compute_features, day_number, table_from_interactions, table_from_rows
 from cxbridge_segments.money import FxTable
 from cxbridge_segments.pipeline import rescore
@@ -17,6 +18,13 @@ from segments_fakes import AS_OF, StoreLikeContext, buy, customer
 from test_segments_plugin import population
 
 from cxbridge.models import Consent
+
+
+@pytest.fixture(autouse=True)
+def _count_every_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Growth counts on these small contexts are never throttled, whatever the machine's load (the throttle
+    has its own test)."""
+    monkeypatch.setattr(pipeline, "COUNT_FREE_SECONDS", float("inf"))
 
 
 def context(n: int = 80, settings: SegmentsSettings | None = None) -> StoreLikeContext:
@@ -39,7 +47,7 @@ def test_the_fit_is_stored_as_json_and_read_back_by_another_process() -> None:
     other.state = dict(ctx.state)
     second = rescore(other, ["c5"])
     assert not second.refitted and second.state.edges == first.state.edges
-    assert other.traits["c5"] == ctx.traits["c5"]
+    assert "c5" not in other.traits  # the same fit gives the same values: nothing to rewrite
 
 
 def test_an_initial_load_in_pages_is_not_scored_against_its_first_page_only() -> None:
@@ -122,3 +130,22 @@ def _concat(tables: list[Any]) -> Any:
     from cxbridge_segments.pipeline import _concat as concat
 
     return concat(tables)
+
+
+def test_slow_growth_counts_are_throttled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A count that takes long (a large store) runs at most every took / COUNT_TIME_SHARE seconds."""
+    ctx = context()
+    rescore(ctx, ["c5"])
+    clock = iter([100.0, 120.0, 200.0])  # monotonic time of each check
+    perf = iter([0.0, 1.0, 5.0, 6.0])  # each count "takes" 1 s
+    monkeypatch.setattr(pipeline, "COUNT_FREE_SECONDS", 0.01)
+    monkeypatch.setattr(pipeline.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(pipeline.time, "perf_counter", lambda: next(perf))
+    counts = []
+    monkeypatch.setattr(ctx, "count_customers", lambda types=None: counts.append(types) or 79)
+    state = get_state(ctx, SegmentsSettings(as_of=AS_OF))
+    assert not pipeline.population_grew(ctx, SegmentsSettings(as_of=AS_OF), state)  # counted at t=100
+    assert not pipeline.population_grew(ctx, SegmentsSettings(as_of=AS_OF), state)  # t=120 < 100 + 1/0.02: skipped
+    assert len(counts) == 1
+    assert not pipeline.population_grew(ctx, SegmentsSettings(as_of=AS_OF), state)  # t=200 > 100 + 1/0.02
+    assert len(counts) == 2
