@@ -11,3 +11,6 @@ for n in 100000 1000000; do
 done
 for i in 1 2 3; do "$py" "$here/run.py" "$work/src100000.db" "$work/store100k.db"; done
 "$py" "$here/run.py" "$work/src1000000.db" "$work/store1m.db"
+# the same 100k runs without the page reader thread (see LOCAL_RESULTS.md)
+for i in 1 2 3; do BENCH_PREFETCH=0 "$py" "$here/run.py" "$work/src100000.db" "$work/store100k.db"; done
+"$py" "$here/calibrate.py"

@@ -3,7 +3,7 @@
 Prints one JSON line: records, seconds, records/s, peak RSS (MiB) of this process. Run in a fresh process per
 measurement (peak RSS is per process).
 
-Usage: ``python run.py SOURCE.db STORE.db [--profile OUT.html]``
+Usage: ``python run.py SOURCE.db STORE.db [--profile OUT.txt]`` (``BENCH_PREFETCH=0``: no page reader thread)
 """
 
 from __future__ import annotations
@@ -50,7 +50,9 @@ def main() -> None:
     }, pm=pm)
     store = open_store(config.store.url)
     adapter = build_adapter(config, "crm", pm=pm, store=store)
-    engine = SyncEngine(store, config, pm, {"crm": adapter})
+    # BENCH_PREFETCH=0: without the page reader thread (it overlaps network waits; a local source has none)
+    prefetch = os.environ.get("BENCH_PREFETCH", "1") != "0"
+    engine = SyncEngine(store, config, pm, {"crm": adapter}, prefetch=prefetch)
     profiler = None
     if profile:
         from pyinstrument import Profiler
@@ -70,7 +72,8 @@ def main() -> None:
     print(json.dumps({"status": run.status, "error": run.error, "records": run.records_read, "pages": run.pages,
                       "seconds": round(seconds, 2), "records_per_s": round(run.records_read / seconds),
                       "cpu_seconds": round(cpu, 2), "records_per_cpu_s": round(run.records_read / cpu),
-                      "peak_rss_mib": round(peak_mib, 1), "golden_customers": customers, "links": links}))
+                      "peak_rss_mib": round(peak_mib, 1), "prefetch": prefetch, "golden_customers": customers,
+                      "links": links}))
 
 
 if __name__ == "__main__":
