@@ -90,7 +90,10 @@ class SyncEngine:
     :param adapters: source name -> adapter instance (see :func:`cxbridge.sources.build_adapter`).
     :param now: the clock (tests freeze it).
     :param prefetch: read the next page in a reader thread while the current one is applied
-        (:mod:`cxbridge.sync.prefetch`); the adapter's generator only ever runs in that thread.
+        (:mod:`cxbridge.sync.prefetch`); the adapter's generator only ever runs in that thread. An adapter
+        whose reads do not wait on a network (a local database) can opt out with a class attribute
+        ``prefetch_pages = False``: its page reads are CPU work under the GIL and cannot overlap the store
+        work, so the thread would only add contention (measured ~8 % CPU, bench/LOCAL_RESULTS.md).
     :param reconcile_interval: how often an incremental run of a stream that does not report deletions also
         compares the source's ids with the mirror (``list_ids``) to find hard deletes; None = only on
         ``--full`` runs. The last time is kept in ``source_state`` (``reconciled_at:<stream>``).
@@ -262,7 +265,7 @@ class SyncEngine:
         read_from = cursors.read_start(saved, lookback, limit)
         full_read = full or not stream.incremental
         try:
-            if self.prefetch:
+            if self.prefetch and getattr(adapter, "prefetch_pages", True) is not False:
                 pages: Iterable[Any] = prefetched(
                     lambda: adapter.read(stream.name, read_from, full=full_read),
                     name=f"cxbridge-read-{source}-{stream.name}")

@@ -59,3 +59,36 @@ def test_stopping_early_closes_the_generator_in_the_reader_thread() -> None:
             break
     assert closed.wait(timeout=10)
     assert closer == ["reader"]
+
+
+def test_adapters_with_local_reads_can_opt_out_of_the_reader_thread(sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+    from typing import Any
+
+    from cxbridge.adapters import StreamInfo
+    from cxbridge.testing.memory import MemoryAdapter, memory_setup
+
+    class Recording(MemoryAdapter):
+        threads: list[str]
+
+        def read(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            for page in super().read(*args, **kwargs):
+                self.threads.append(threading.current_thread().name)
+                yield page
+
+    class LocalRecording(Recording):
+        prefetch_pages = False
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    seen = {}
+    for name, cls in (("threaded", Recording), ("local", LocalRecording)):
+        adapter = cls(name, [StreamInfo("customers", "customers", "customer",
+                                        default_mapping={"emails": "email"})], page_size=2)
+        adapter.threads = []
+        for i in range(5):
+            adapter.put("customers", str(i), {"email": f"p{i}@{name}.test"}, modstamp=at)
+        (run,) = memory_setup(sqlite_store, {name: adapter}).run([name])
+        assert (run.status, run.records_read) == ("succeeded", 5)
+        seen[name] = set(adapter.threads)
+    assert seen["local"] == {threading.current_thread().name}
+    assert seen["threaded"] and threading.current_thread().name not in seen["threaded"]
