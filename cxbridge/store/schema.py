@@ -202,7 +202,6 @@ identity_keys = Table(
     Column("object_type", NAME, primary_key=True),
     Column("source_id", NAME, primary_key=True),
     Column("customer_id", ID, nullable=False, index=True),
-    Index("ix_identity_keys_key", "key"),
 )
 
 # ----------------------------------------------------------------------------------------------- source mirror

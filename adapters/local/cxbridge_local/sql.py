@@ -44,6 +44,9 @@ class LocalSqlAdapter(Adapter):
 
     write_batch_size = 500
     capabilities = frozenset({"write", "erase", "read_ids", "list_ids", "describe"})
+    #: Reading a local database is CPU work under the GIL: a read-ahead thread cannot overlap the store's
+    #: writes and costs 3-18 % CPU (bench/LOCAL_RESULTS.md), so the engine reads pages inline.
+    prefetch_pages = False
 
     def __init__(self, config: LocalSqlConfig, context: AdapterContext) -> None:
         super().__init__(config, context)

@@ -92,7 +92,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('identity_keys', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_identity_keys_customer_id'), ['customer_id'], unique=False)
-        batch_op.create_index('ix_identity_keys_key', ['key'], unique=False)
 
     op.create_table('inbox',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -353,7 +352,6 @@ def downgrade() -> None:
     op.drop_table('interactions')
     op.drop_table('inbox')
     with op.batch_alter_table('identity_keys', schema=None) as batch_op:
-        batch_op.drop_index('ix_identity_keys_key')
         batch_op.drop_index(batch_op.f('ix_identity_keys_customer_id'))
 
     op.drop_table('identity_keys')
