@@ -6,6 +6,12 @@ them in one transaction: traits whose value changed are written (with ``trait_hi
 those customers are planned through the outbox, actions are enqueued (consent checked), events stored and
 returned so the caller can hand them to ``events_emitted``.
 
+For bulk analytics (model fits over every customer) :meth:`StoreContext.iter_interaction_rows` streams plain
+``(customer_id, occurred_at, amount, currency, type)`` tuples, keyset-paged by customer, and
+:meth:`StoreContext.count_customers` counts in one query; :meth:`StoreContext.get_state` /
+:meth:`StoreContext.set_state` keep a plugin's small JSON state (a fitted model) in ``source_state`` under
+source ``plugin:<namespace>`` -- committed at once, shared by every process using the store.
+
 The sync engine builds one per committed batch; the segments plugin's jobs, the daemon and
 :class:`cxbridge.Bridge` build their own from a store and a config::
 

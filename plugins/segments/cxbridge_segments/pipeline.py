@@ -272,7 +272,8 @@ def _changed(customer: Customer, values: dict[str, Any]) -> dict[str, Any]:
     out = {}
     for name, value in values.items():
         trait = current.get(name)
-        if trait is None or type(trait.value) is not type(value) or trait.value != value:
+        # Numbers compare by value (a stored 4.0 may read back as 4); booleans never equal numbers here.
+        if trait is None or isinstance(trait.value, bool) is not isinstance(value, bool) or trait.value != value:
             out[name] = value
     return out
 
