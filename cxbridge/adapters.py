@@ -27,7 +27,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class Cursor:
         stamp = data.get("modstamp")
         modstamp = datetime.fromisoformat(stamp) if stamp else None
         if modstamp is not None and modstamp.tzinfo is None:
-            modstamp = modstamp.replace(tzinfo=timezone.utc)
+            modstamp = modstamp.replace(tzinfo=UTC)
         return cls(modstamp=modstamp, last_id=data.get("last_id"), state=dict(data.get("state") or {}))
 
 
@@ -297,7 +297,7 @@ class Adapter(abc.ABC):
         """
         return [CheckResult("connection", True, "no connection check implemented")]
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 -- optional hook: adapters without connections need not override it
         """Release connections."""
 
 

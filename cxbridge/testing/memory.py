@@ -269,5 +269,6 @@ def memory_setup(
         sources.setdefault(name, {}).update(extra_src)
     doc["sources"] = sources
     cfg = config_from_dict(doc, pm=pm)
-    kwargs = {"now": now} if now is not None else {}
-    return SyncEngine(store, cfg, pm, dict(adapters), **kwargs)
+    if now is None:
+        return SyncEngine(store, cfg, pm, dict(adapters))
+    return SyncEngine(store, cfg, pm, dict(adapters), now=now)
