@@ -55,6 +55,7 @@ import pytest
 
 from cxbridge.adapters import Adapter, AdapterContext, Cursor, Page, WriteOp
 from cxbridge.models import SourceRecord
+from cxbridge.sources import DictState
 
 __all__ = [
     "AdapterContractSuite",
@@ -75,17 +76,6 @@ class CursorLoop(AssertionError):
 # --------------------------------------------------------------------------------------------------------------
 
 
-class _DictState:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
-
-
 class _Unlimited:
     def acquire(self, cost: int = 1) -> None:
         return None
@@ -104,7 +94,7 @@ def make_test_context(
     return AdapterContext(
         source=source,
         http=_http,
-        state=_DictState(),
+        state=DictState(),
         budget_factory=lambda key, limit, period: _Unlimited(),
         sleep=lambda seconds: None,
         now=now or (lambda: datetime.now(UTC)),

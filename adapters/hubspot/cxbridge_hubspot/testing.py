@@ -44,6 +44,8 @@ from urllib.parse import parse_qs
 import httpx
 import respx
 
+from cxbridge.sources import DictState
+
 from .streams import OBJECT_TYPE_IDS
 
 __all__ = ["OBJECT_TYPE_IDS", "DictState", "FakeClock", "FakeHubSpot", "SlidingWindowBudget", "make_context",
@@ -140,19 +142,6 @@ class SlidingWindowBudget:
                 self.clock.sleep(self.sent[0] + self.period - self.clock.t + 1e-6)
                 self.sent.popleft()
             self.sent.append(self.clock.t)
-
-
-class DictState:
-    """In-memory :class:`~cxbridge.adapters.StateStore`."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
 
 
 def make_context(fake: FakeHubSpot, *, source: str = "hubspot", state: Any = None,

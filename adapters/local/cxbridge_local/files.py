@@ -35,6 +35,7 @@ from cxbridge.errors import AdapterError
 from cxbridge.models import SourceRecord
 
 from .config import FileObject, LocalFilesConfig
+from .streaminfo import stream_info
 
 __all__ = ["ERROR_KEY", "RAW_KEY", "LocalFilesAdapter", "sha256_file"]
 
@@ -149,23 +150,10 @@ class LocalFilesAdapter(Adapter):
         self.folder = Path(config.folder)
 
     def streams(self) -> list[StreamInfo]:
-        out = []
-        for name, obj in self.config.objects.items():
-            mapping: dict[str, Any] = dict(obj.mapping)
-            if obj.entity == "interaction" and obj.customer_ref_column and "customer_ref" not in mapping:
-                mapping["customer_ref"] = obj.customer_ref_column
-            out.append(
-                StreamInfo(
-                    name=name,
-                    object_type=obj.object_type or name,
-                    entity=obj.entity,
-                    default_mapping=mapping,
-                    customer_object=obj.customer_object,
-                    incremental=True,
-                    supports_deletes=obj.deleted_column is not None,
-                )
-            )
-        return out
+        return [
+            stream_info(name, obj, incremental=True, supports_deletes=obj.deleted_column is not None)
+            for name, obj in self.config.objects.items()
+        ]
 
     def check(self, required_fields: Mapping[str, Iterable[str]]) -> list[CheckResult]:
         """The drop folder is readable, each pattern's matches, and the archive folder is writable."""

@@ -33,6 +33,7 @@ from .config import LocalSqlConfig
 from .sqlread import StreamPlan, jsonable
 from .sqlschema import Schema, create_engine, redacted_url
 from .sqlwrite import Writer
+from .streaminfo import stream_info
 
 __all__ = ["LocalSqlAdapter"]
 
@@ -109,23 +110,15 @@ class LocalSqlAdapter(Adapter):
     # ------------------------------------------------------------------------------------------------ streams
 
     def streams(self) -> list[StreamInfo]:
-        out = []
-        for name, obj in self.config.objects.items():
-            mapping: dict[str, Any] = dict(obj.mapping)
-            if obj.entity == "interaction" and obj.customer_ref_column and "customer_ref" not in mapping:
-                mapping["customer_ref"] = obj.customer_ref_column
-            out.append(
-                StreamInfo(
-                    name=name,
-                    object_type=obj.object_type or name,
-                    entity=obj.entity,
-                    default_mapping=mapping,
-                    customer_object=obj.customer_object,
-                    incremental=obj.change_column is not None,
-                    supports_deletes=obj.soft_delete_column is not None,
-                )
+        return [
+            stream_info(
+                name,
+                obj,
+                incremental=obj.change_column is not None,
+                supports_deletes=obj.soft_delete_column is not None,
             )
-        return out
+            for name, obj in self.config.objects.items()
+        ]
 
     # ------------------------------------------------------------------------------------------------ reading
 

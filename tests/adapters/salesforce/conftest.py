@@ -12,17 +12,7 @@ from cxbridge_salesforce.config import SalesforceConfig
 from cxbridge_salesforce.testing import FakeSalesforce
 
 from cxbridge.adapters import AdapterContext
-
-
-class _State:
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self.data.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.data[key] = value
+from cxbridge.sources import DictState
 
 
 class _Budget:
@@ -55,7 +45,7 @@ def make_adapter(fake: FakeSalesforce, sleeps: list[float]) -> Callable[..., Sal
         context = AdapterContext(
             source="sfdc",
             http=lambda **kw: None,  # type: ignore[arg-type,return-value]
-            state=_State(),
+            state=DictState(),
             budget_factory=lambda key, limit, period: _Budget(),
             sleep=sleeps.append,
             now=lambda: fake.now,
