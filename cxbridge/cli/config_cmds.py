@@ -85,14 +85,11 @@ def run_checks(
     from ..sources import build_adapter
 
     checks: list[Check] = []
-    try:
-        from ..plugins import load_failures
+    from ..plugins import load_failures
 
-        for failure in load_failures(pm):
-            name = getattr(failure, "distribution", None) or getattr(failure, "name", "plugin")
-            checks.append(Check(f"plugin {name}", "load", False, _safe(getattr(failure, "error", failure))))
-    except ImportError:
-        pass
+    for failure in load_failures(pm):
+        name = getattr(failure, "distribution", None) or getattr(failure, "name", "plugin")
+        checks.append(Check(f"plugin {name}", "load", False, _safe(getattr(failure, "error", failure))))
 
     store = None
     try:

@@ -51,17 +51,12 @@ class HubSpotClient:
         kwargs: dict[str, Any] = {"base_url": self.config.base_url, "timeout": self.config.timeout_seconds}
         if auth is not None:
             kwargs["auth"] = auth
-        try:
-            from cxbridge.http import RetryPolicy  # the framework client; HubSpot retries are ours
+        from cxbridge.http import RetryPolicy
 
-            kwargs["retry"] = RetryPolicy(max_attempts=1)
-        except ImportError:  # pragma: no cover - core without the shared client
-            pass
-        try:
-            return self.context.http(**kwargs)
-        except TypeError:  # a factory without the retry keyword
-            kwargs.pop("retry", None)
-            return self.context.http(**kwargs)
+        # The framework client, without its retries: HubSpot's 429 policies need their own handling (DAILY
+        # must not be retried), which this client does.
+        kwargs["retry"] = RetryPolicy(max_attempts=1)
+        return self.context.http(**kwargs)
 
     def _post_form(self, path: str, data: dict[str, str]) -> httpx.Response:
         """Token requests: transient failures (connection, 429, 5xx) are retried like API calls."""
