@@ -59,7 +59,7 @@ class SalesforceAdapter(Adapter):
         super().__init__(config, context)
         self.config: SalesforceConfig = config
         self.client = SalesforceClient(
-            config, sleep=context.sleep, source=context.source, session=session, retry=retry
+            config, sleep=context.sleep, source=context.source, session=session, retry=retry, state=context.state
         )
         self.writer = SalesforceWriter(self.client, task_key_field=config.task_key_field)
         self._describe: dict[str, dict[str, Any]] = {}

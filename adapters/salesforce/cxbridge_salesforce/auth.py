@@ -6,7 +6,9 @@ sandboxes, test servers) we call its ``token_login`` (OAuth token endpoint) and 
 
 Flows (Salesforce Help, "OAuth Authorization Flows"; REST API Developer Guide, "Authorization"):
 
-- refresh token: ``POST /services/oauth2/token`` ``grant_type=refresh_token``;
+- refresh token: ``POST /services/oauth2/token`` ``grant_type=refresh_token``; when the connected app rotates
+  refresh tokens the answer carries a new ``refresh_token`` and the old one stops working, so the new one is
+  kept in the source's state (``oauth.refresh_token``) and used from then on;
 - client credentials: ``grant_type=client_credentials`` with HTTP Basic client auth, only on a My Domain URL;
 - JWT bearer: ``grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`` with an RS256 assertion
   (``iss`` = consumer key, ``sub`` = username, ``aud`` = login.salesforce.com / test.salesforce.com,
@@ -20,11 +22,14 @@ import base64
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
 from simple_salesforce.exceptions import SalesforceAuthenticationFailed
 from simple_salesforce.login import SalesforceLogin, token_login
 
+from cxbridge import secrets
+from cxbridge.adapters import StateStore
 from cxbridge.errors import AuthError
 
 from .config import (
@@ -35,7 +40,10 @@ from .config import (
     SalesforceConfig,
 )
 
-__all__ = ["Session", "login"]
+__all__ = ["ROTATED_REFRESH_TOKEN", "Session", "login"]
+
+#: Source-state key of a refresh token Salesforce rotated (it supersedes the configured one).
+ROTATED_REFRESH_TOKEN = "oauth.refresh_token"
 
 
 @dataclass(frozen=True)
@@ -65,12 +73,55 @@ def _jwt_assertion(auth: JwtBearerAuth, login_url: str) -> str:
     return jwt.encode(claims, key, algorithm="RS256")
 
 
-def login(config: SalesforceConfig, session: requests.Session, *, source: str | None = None) -> Session:
+def _refresh(
+    auth: RefreshTokenAuth, token_url: str, session: requests.Session, state: StateStore | None
+) -> tuple[str, str]:
+    """The refresh-token grant, keeping a rotated refresh token in ``state``.
+
+    Posted directly (not through simple-salesforce's ``token_login``, which drops the answer's
+    ``refresh_token``). A stored rotated token that Salesforce refuses (revoked, or the admin issued a new one
+    in the config) is dropped and the configured token tried once.
+    """
+    configured = auth.refresh_token.get_secret_value()
+    stored = state.get(ROTATED_REFRESH_TOKEN) if state is not None else None
+    candidates = [t for t in (stored, configured) if t]
+    if stored == configured:
+        candidates = [configured]
+    body: dict[str, Any] = {}
+    for token in candidates:
+        data = {"grant_type": "refresh_token", "client_id": auth.client_id, "refresh_token": token}
+        if auth.client_secret is not None:
+            data["client_secret"] = auth.client_secret.get_secret_value()
+        response = session.post(token_url, data=data, headers={"Accept": "application/json"})
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code == 200 and body.get("access_token"):
+            rotated = body.get("refresh_token")
+            if rotated:
+                secrets.registry.add(rotated)  # never logged, like the configured one
+            if state is not None and rotated and rotated != configured:
+                state.set(ROTATED_REFRESH_TOKEN, rotated)
+            elif state is not None and token == configured and stored:
+                state.set(ROTATED_REFRESH_TOKEN, None)
+            return str(body["access_token"]), str(body.get("instance_url") or "")
+    raise SalesforceAuthenticationFailed(body.get("error", "invalid_grant"), body.get("error_description", ""))
+
+
+def login(
+    config: SalesforceConfig,
+    session: requests.Session,
+    *,
+    source: str | None = None,
+    state: StateStore | None = None,
+) -> Session:
     """Log in with the configured flow; raise :class:`~cxbridge.errors.AuthError` if Salesforce refuses.
 
     :param config: the source's connection config.
     :param session: the ``requests`` session every call of this source uses (TLS settings, hooks).
     :param source: source name for error messages.
+    :param state: the source's persistent state: keeps a refresh token Salesforce rotated.
     """
     auth = config.auth
     token_url = f"{config.login_url}/services/oauth2/token"
@@ -85,14 +136,7 @@ def login(config: SalesforceConfig, session: requests.Session, *, source: str | 
                 scratch_url=config.login_url,
             )
         elif isinstance(auth, RefreshTokenAuth):
-            data = {
-                "grant_type": "refresh_token",
-                "client_id": auth.client_id,
-                "refresh_token": auth.refresh_token.get_secret_value(),
-            }
-            if auth.client_secret is not None:
-                data["client_secret"] = auth.client_secret.get_secret_value()
-            session_id, instance = token_login(token_url, data, "login", auth.client_id, None, None, session)
+            session_id, instance = _refresh(auth, token_url, session, state)
         elif isinstance(auth, ClientCredentialsAuth):
             basic = base64.b64encode(
                 f"{auth.client_id}:{auth.client_secret.get_secret_value()}".encode()

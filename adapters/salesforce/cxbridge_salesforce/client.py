@@ -28,6 +28,7 @@ from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
+from cxbridge.adapters import StateStore
 from cxbridge.errors import AdapterError, AuthError, QuotaExhausted, RemoteError
 from cxbridge.retry import RetryPolicy
 
@@ -102,6 +103,7 @@ class SalesforceClient:
     :param source: source name for errors.
     :param session: a ``requests`` session to use (tests may pass one); TLS from the environment otherwise.
     :param retry: the retry policy (attempts, backoff, cap, sleep); default from the config and ``sleep``.
+    :param state: the source's persistent state (a rotated OAuth refresh token is kept there).
     """
 
     def __init__(
@@ -112,9 +114,11 @@ class SalesforceClient:
         source: str | None = None,
         session: requests.Session | None = None,
         retry: RetryPolicy | None = None,
+        state: StateStore | None = None,
     ) -> None:
         self.config = config
         self.source = source
+        self.state = state
         self.retry = retry or RetryPolicy(
             max_attempts=config.max_attempts, base=1.0, max_wait=config.max_wait_seconds, sleep=sleep
         )
@@ -130,7 +134,7 @@ class SalesforceClient:
     # -- session ---------------------------------------------------------------------------------------------
 
     def _login(self) -> None:
-        self._session = login(self.config, self.http, source=self.source)
+        self._session = login(self.config, self.http, source=self.source, state=self.state)
         self.logins += 1
         self._sf = Salesforce(
             session_id=self._session.access_token,

@@ -92,6 +92,10 @@ class FakeSalesforce(FakeStore):
         self.client_id = "fake-client-id"
         self.client_secret = "fake-client-secret"
         self.refresh_token = "fake-refresh-token"
+        #: Refresh token rotation (a connected-app policy): every refresh answers with a new refresh token and
+        #: invalidates the one used.
+        self.rotate_refresh_tokens = False
+        self.rotations = 0
         self.username = "integration@example.com"
         self.password = "hunter2"
         self.security_token = "TOKEN123"
@@ -163,7 +167,12 @@ class FakeSalesforce(FakeStore):
         grant = form.get("grant_type")
         if grant == "refresh_token":
             if form.get("refresh_token") == self.refresh_token and form.get("client_id") == self.client_id:
-                return self._token_ok()
+                status, headers, text = self._token_ok()
+                if self.rotate_refresh_tokens:
+                    self.rotations += 1
+                    self.refresh_token = f"fake-refresh-token-r{self.rotations}"
+                    text = json.dumps({**json.loads(text), "refresh_token": self.refresh_token})
+                return status, headers, text
             return 400, {"Content-Type": "application/json"}, json.dumps(
                 {"error": "invalid_grant", "error_description": "expired access/refresh token"})
         if grant == "client_credentials":

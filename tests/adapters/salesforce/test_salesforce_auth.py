@@ -150,3 +150,40 @@ def test_jwt_audience_follows_the_login_url(rsa_keys):
                                 ("https://acme.my.salesforce.com", "https://login.salesforce.com")):
         claims = pyjwt.decode(_jwt_assertion(auth, login_url), public, algorithms=["RS256"], audience=audience)
         assert (claims["iss"], claims["sub"]) == ("cid", "u@example.com")
+
+
+def test_rotated_refresh_token_is_kept_in_the_source_state_and_used_next_time(fake, make_adapter):
+    """A connected app with refresh token rotation invalidates the token used at every refresh."""
+    from cxbridge_salesforce.auth import ROTATED_REFRESH_TOKEN
+
+    from cxbridge.secrets import redact
+
+    fake.rotate_refresh_tokens = True
+    contact = fake.insert("Contact", LastName="Hopper")
+    first = make_adapter()
+    pages, _ = drain(first, "contacts")
+    assert ids(pages) == [contact]
+    rotated = first.context.state.get(ROTATED_REFRESH_TOKEN)
+    assert rotated == fake.refresh_token == "fake-refresh-token-r1"
+    assert redact(f"token {rotated}") == "token ***"
+
+    # A restarted adapter with the same (persistent) state logs in with the rotated token; the configured
+    # one no longer works at the fake, exactly as at Salesforce.
+    second = make_adapter()
+    second.context.state.set(ROTATED_REFRESH_TOKEN, rotated)
+    pages, _ = drain(second, "contacts")
+    assert ids(pages) == [contact]
+    assert second.context.state.get(ROTATED_REFRESH_TOKEN) == fake.refresh_token == "fake-refresh-token-r2"
+    assert fake.logins == 2
+
+
+def test_a_refused_stored_token_falls_back_to_the_configured_one(fake, make_adapter):
+    """An admin re-issued the token in the config: the stale stored one is dropped, the configured one used."""
+    from cxbridge_salesforce.auth import ROTATED_REFRESH_TOKEN
+
+    adapter = make_adapter()
+    adapter.context.state.set(ROTATED_REFRESH_TOKEN, "stale-rotated-token")
+    fake.insert("Contact", LastName="Goldberg")
+    pages, _ = drain(adapter, "contacts")
+    assert len(ids(pages)) == 1
+    assert adapter.context.state.get(ROTATED_REFRESH_TOKEN) is None
