@@ -221,18 +221,9 @@ def build_client(
                 elapsed,
                 attempt,
             )
-        elif response is not None and response.status_code >= 400:
-            log.info(
-                "%s%s %s -> %d (%.3fs, attempt %d)",
-                label,
-                request.method,
-                url,
-                response.status_code,
-                elapsed,
-                attempt,
-            )
         elif response is not None:
-            log.debug(
+            log.log(
+                logging.DEBUG if quiet else logging.INFO,
                 "%s%s %s -> %d (%.3fs, attempt %d)",
                 label,
                 request.method,

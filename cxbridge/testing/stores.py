@@ -127,54 +127,37 @@ class _Shared:
             _drop_mysql_databases([self._my])
 
 
-def _create_pg_schema() -> str:
+def _admin(url: str, *statements: str) -> None:
+    """Run ``statements`` in one transaction on the server at ``url`` (create / drop test schemas)."""
     from sqlalchemy import create_engine, text
 
-    name = f"cxt_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(POSTGRES_URL)
+    admin = create_engine(url)
     try:
         with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{name}"'))
+            for statement in statements:
+                conn.execute(text(statement))
     finally:
         admin.dispose()
+
+
+def _create_pg_schema() -> str:
+    name = f"cxt_{uuid.uuid4().hex[:16]}"
+    _admin(POSTGRES_URL, f'CREATE SCHEMA "{name}"')
     return name
 
 
 def _drop_pg_schemas(names: list[str]) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_URL)
-    try:
-        with admin.begin() as conn:
-            for name in names:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
-    finally:
-        admin.dispose()
+    _admin(POSTGRES_URL, *(f'DROP SCHEMA IF EXISTS "{name}" CASCADE' for name in names))
 
 
 def _create_mysql_database() -> str:
-    from sqlalchemy import create_engine, text
-
     name = f"cxt_{uuid.uuid4().hex[:16]}"
-    admin = create_engine(MYSQL_URL)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
-    finally:
-        admin.dispose()
+    _admin(MYSQL_URL, f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
     return name
 
 
 def _drop_mysql_databases(names: list[str]) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(MYSQL_URL)
-    try:
-        with admin.begin() as conn:
-            for name in names:
-                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-    finally:
-        admin.dispose()
+    _admin(MYSQL_URL, *(f"DROP DATABASE IF EXISTS `{name}`" for name in names))
 
 
 def _mysql_url(database: str) -> Any:
