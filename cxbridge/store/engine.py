@@ -89,6 +89,27 @@ class Store:
         return f"Store({self.url!r})"
 
 
+def _set_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode = WAL``, retried while another connection holds the lock.
+
+    Switching a database to WAL needs an exclusive lock, and SQLite answers ``database is locked`` at once
+    instead of calling the busy handler when another connection holds one -- which happens when several
+    processes open a fresh store together (seen as ~1 in 10 failures of four concurrent first opens).
+    """
+    import sqlite3
+
+    from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_random_exponential
+
+    for attempt in Retrying(
+        retry=retry_if_exception(lambda e: isinstance(e, sqlite3.OperationalError) and "locked" in str(e)),
+        wait=wait_random_exponential(multiplier=0.005, max=0.25),
+        stop=stop_after_delay(SQLITE_BUSY_TIMEOUT_MS / 1000),
+        reraise=True,
+    ):
+        with attempt:
+            cur.execute("PRAGMA journal_mode = WAL")
+
+
 def _setup_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -99,7 +120,7 @@ def _setup_sqlite(engine: Engine) -> None:
             cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cur.execute("PRAGMA foreign_keys = ON")
             if engine.url.database not in (None, "", ":memory:"):
-                cur.execute("PRAGMA journal_mode = WAL")
+                _set_wal(cur)
                 cur.execute("PRAGMA synchronous = NORMAL")
         finally:
             cur.close()
