@@ -28,6 +28,8 @@ from sqlalchemy import Connection, delete, or_, select, tuple_
 
 from .adapters import Adapter, RecordRef
 from .errors import NotFound
+from .identity.keys import KeyBuilder
+from .identity.resolver import key_owners
 from .models import normalize_email, normalize_phone
 from .store import Store, schema
 from .store.ops import chunked, upsert, utcnow
@@ -145,32 +147,29 @@ def erased_source_keys(conn: Connection, source: str, object_type: str, ids: Seq
 
 def resolve_customer(conn: Connection, identifier: str, *, default_region: str | None = None) -> str | None:
     """The golden id for an email, phone number, golden id or alias (merged id) -- or None."""
-    c, al, ik = schema.customers, schema.customer_aliases, schema.identity_keys
+    c, al = schema.customers, schema.customer_aliases
     ident = identifier.strip()
     if conn.execute(select(c.c.id).where(c.c.id == ident)).first():
         return ident
     survivor = conn.execute(select(al.c.customer_id).where(al.c.alias_id == ident)).scalar_one_or_none()
     if survivor:
         return str(survivor)
-    keys: list[str] = []
-    if "@" in ident:
-        try:
-            keys.append("email:" + normalize_email(ident))
-        except ValueError:
-            return None
-        found = conn.execute(select(c.c.id).where(c.c.primary_email == keys[0][6:])).scalar()
+    try:
+        if "@" in ident:
+            key = "email:" + normalize_email(ident)
+        else:
+            key = "phone:" + normalize_phone(ident, default_region)
+    except ValueError:
+        return None
+    owners = sorted(cid for _key, cid in key_owners(conn, [key]))
+    if owners:
+        return owners[0]
+    if key.startswith("email:"):
+        # emails are keys only where identity.match_on has "email"; the primary email column has no index,
+        # but forgetting is rare and this is its last resort
+        found = conn.execute(select(c.c.id).where(c.c.primary_email == key[6:]).limit(1)).scalar()
         if found:
             return str(found)
-    else:
-        try:
-            keys.append("phone:" + normalize_phone(ident, default_region))
-        except ValueError:
-            return None
-    found = conn.execute(select(ik.c.customer_id).where(ik.c.key.in_(keys)).limit(1)).scalar()
-    if found:
-        # identity keys may still name a merged id
-        alias = conn.execute(select(al.c.customer_id).where(al.c.alias_id == found)).scalar_one_or_none()
-        return str(alias or found)
     return None
 
 
@@ -246,14 +245,15 @@ class _Person:
     links: list[tuple[str, str, str]]
     refs: set[tuple[str, str, str]]
     ledger_keys: set[str]
+    stored_keys: set[str]  # match keys the person's records may have in identity_keys
 
 
 def _collect(conn: Connection, cid: str) -> _Person:
-    c, al, sl, ik, it = (
+    c, al, sl, sr, it = (
         schema.customers,
         schema.customer_aliases,
         schema.source_links,
-        schema.identity_keys,
+        schema.source_records,
         schema.interactions,
     )
     ids = {cid} | set(conn.execute(select(al.c.alias_id).where(al.c.customer_id == cid)).scalars())
@@ -266,7 +266,13 @@ def _collect(conn: Connection, cid: str) -> _Person:
             .order_by(sl.c.source, sl.c.object_type, sl.c.source_id)
         )
     ]
-    keys = set(conn.execute(select(ik.c.key).where(ik.c.customer_id.in_(id_list))).scalars())
+    # the keys of each linked record come from its mapped patch (every key it can have stored)
+    stored: set[str] = set()
+    for part in chunked(links, 300):
+        cols = tuple_(sr.c.source, sr.c.object_type, sr.c.source_id)
+        for (patch,) in conn.execute(select(sr.c.mapped).where(cols.in_(list(part)))):
+            stored |= KeyBuilder.possible(patch or {})
+    keys = set(stored)
     data = conn.execute(select(c.c.data).where(c.c.id == cid)).scalar_one_or_none() or {}
     for email in data.get("emails") or ():
         keys.add(f"email:{email}")
@@ -281,7 +287,7 @@ def _collect(conn: Connection, cid: str) -> _Person:
         )
     }
     keys.update(source_key(*ref) for ref in links)
-    return _Person(ids=ids, links=links, refs=set(links) | interactions, ledger_keys=keys)
+    return _Person(ids=ids, links=links, refs=set(links) | interactions, ledger_keys=keys, stored_keys=stored)
 
 
 def _erase_in_sources(adapters: Mapping[str, Adapter], links: Sequence[tuple[str, str, str]]) -> dict[str, str]:
@@ -339,7 +345,13 @@ def _delete(conn: Connection, person: _Person) -> dict[str, int]:
             or_(s.customer_aliases.c.customer_id.in_(ids), s.customer_aliases.c.alias_id.in_(ids))
         ),
     )
-    for table in (s.source_links, s.identity_keys, s.traits, s.trait_history, s.events, s.interactions):
+    ik = s.identity_keys
+    for part in chunked(sorted(person.links), 300):
+        if person.stored_keys:
+            record = tuple_(ik.c.source, ik.c.object_type, ik.c.source_id)
+            run("identity_keys", delete(ik).where(ik.c.key.in_(sorted(person.stored_keys)),
+                                                  record.in_(list(part))))
+    for table in (s.source_links, s.traits, s.trait_history, s.events, s.interactions):
         run(table.name, delete(table).where(table.c.customer_id.in_(ids)))
     run("outbox", delete(s.outbox).where(s.outbox.c.customer_id.in_(ids)))
     for cond in by_ref(s.source_records):

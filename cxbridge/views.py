@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, func, or_, select
 
 from .errors import NotFound
 from .golden import load_customers, resolve_aliases
+from .identity.resolver import key_owners
 from .models import normalize_email, normalize_phone
 from .store import schema as s
 
@@ -64,14 +65,9 @@ def find_customer_id(conn: Connection, ref: str, *, default_region: str | None =
             keys.append(f"phone:{normalize_phone(ref, default_region)}")
         except ValueError:
             pass
-    if keys:
-        for row in conn.execute(
-            select(s.identity_keys.c.customer_id)
-            .where(s.identity_keys.c.key.in_(keys))
-            .order_by(s.identity_keys.c.customer_id)
-        ):
-            if found := _live(conn, row.customer_id):
-                return found
+    for cid in sorted({cid for _key, cid in key_owners(conn, keys)}):
+        if found := _live(conn, cid):
+            return found
     raise NotFound(f"no customer matches {ref!r} (try an id, an email, a phone number or source/source_id)")
 
 
@@ -151,7 +147,10 @@ def search_customers(
             key_needles.append(keys.c.key == f"phone:{normalize_phone(text, default_region)}")
         except ValueError:
             pass
-    by_key = select(keys.c.customer_id).where(or_(*key_needles))
+    links = s.source_links
+    by_key = select(links.c.customer_id).join(keys, and_(
+        keys.c.source == links.c.source, keys.c.object_type == links.c.object_type,
+        keys.c.source_id == links.c.source_id)).where(or_(*key_needles))
     ids = [
         r.id
         for r in conn.execute(

@@ -55,6 +55,18 @@ class KeyBuilder:
         return tuple(keys)
 
     @staticmethod
+    def possible(patch: Mapping[str, Any]) -> frozenset[str]:
+        """Every key ``patch`` can have under any configuration: all its emails and phones and every external id
+        as a cross-system id. Deleting these removes the keys a record stored even if ``match_on`` or
+        ``cross_ids`` changed since (deleting a key that was never stored is harmless)."""
+        keys = ["email:" + e for e in patch.get("emails", ())]
+        keys.extend("phone:" + p for p in patch.get("phones", ()))
+        for path, value in patch.items():
+            if path.startswith("external_ids.") and value not in (None, ""):
+                keys.append(f"xid:{path[13:]}:{value}")
+        return frozenset(keys)
+
+    @staticmethod
     def rule_of(key: str) -> str:
         """The rule name of a key for link reasons: ``email``, ``phone`` or ``xid:<name>``."""
         kind, _, rest = key.partition(":")

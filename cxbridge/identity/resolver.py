@@ -34,11 +34,13 @@ from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
-from ..sync.bulk import bulk_delete, bulk_upsert, bulk_upsert_values, select_in
+from ..sync.bulk import SQLITE_IN_CHUNK, bulk_delete, bulk_upsert, bulk_upsert_values, select_in
 from .default import decide as default_decide
 from .keys import KeyBuilder
 
-__all__ = ["IDENTITY_LOCK", "Decider", "IdentityResolver", "LiveItem", "ResolveResult", "identity_lock"]
+__all__ = [
+    "IDENTITY_LOCK", "Decider", "IdentityResolver", "LiveItem", "ResolveResult", "identity_lock", "key_owners",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -134,20 +136,17 @@ class IdentityResolver:
             old_cid = current.get(sid)
             if old_cid != cid:
                 link_rows.append([source, object_type, sid, "customer", cid, None, rule, now])
-            old_keys: frozenset[str]
             if item.old_patch is not None and old_cid:
-                old_keys = frozenset(self.keys(item.old_patch))
+                # every key the old patch can have stored (whatever the configuration was then), minus today's
+                old_keys = self.keys.possible(item.old_patch)
                 key_deletes.extend((k, source, object_type, sid) for k in old_keys.difference(keys))
+                key_rows.update(((k, sid), [k, source, object_type, sid]) for k in keys if k not in old_keys)
             else:
-                old_keys = _NO_KEYS
-            moved = old_cid != cid
-            for k in keys:
-                if moved or k not in old_keys:
-                    key_rows[(k, sid)] = [k, source, object_type, sid, cid]
+                key_rows.update(((k, sid), [k, source, object_type, sid]) for k in keys)
         bulk_upsert_values(conn, s.source_links, _LINK_COLS, link_rows, ["source", "object_type", "source_id"])
-        bulk_delete(conn, s.identity_keys, ["key", "source", "object_type", "source_id"], key_deletes)
-        bulk_upsert_values(conn, s.identity_keys, _KEY_COLS, list(key_rows.values()),
-                           ["key", "source", "object_type", "source_id"])
+        bulk_delete(conn, s.identity_keys, _KEY_COLS, key_deletes)
+        # sorted: neighbouring inserts land in the same b-tree pages (email keys arrive in random order)
+        bulk_upsert_values(conn, s.identity_keys, _KEY_COLS, sorted(key_rows.values()), _KEY_COLS, [])
         page.recompute(source, object_type)
         return result
 
@@ -184,7 +183,7 @@ class IdentityResolver:
             cid = page.final(cid)
             link_deletes.append((source, object_type, sid))
             if old_patch is not None:
-                key_deletes.extend((k, source, object_type, sid) for k in self.keys(old_patch))
+                key_deletes.extend((k, source, object_type, sid) for k in self.keys.possible(old_patch))
             page.affected.add(cid)
             if merged_into:
                 target = current.get(merged_into)
@@ -203,19 +202,15 @@ class IdentityResolver:
                         page.affected.add(target)
         page.flush_merges(reason_prefix=f"crm-merge:{source}")
         bulk_delete(conn, s.source_links, ["source", "object_type", "source_id"], link_deletes)
-        bulk_delete(conn, s.identity_keys, ["key", "source", "object_type", "source_id"], key_deletes)
-        # keys of deleted records whose old patch was unknown
-        for part in _chunks([sid for sid, _m, p in tombstones if p is None]):
-            conn.execute(delete(s.identity_keys).where(and_(
-                s.identity_keys.c.source == source, s.identity_keys.c.object_type == object_type,
-                s.identity_keys.c.source_id.in_(part))))
+        # A record without a previous patch never stored keys (keys are written with the patch they come from);
+        # keys left behind otherwise would name no link and match nobody.
+        bulk_delete(conn, s.identity_keys, _KEY_COLS, key_deletes)
         bulk_upsert(conn, s.source_links, pre_links, ["source", "object_type", "source_id"], [])
         page.recompute(source, object_type)
         return result
 
 
 _NEW = IdentityDecision(action="new", rule="new")
-_NO_KEYS: frozenset[str] = frozenset()
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 #: every 10-bit value as two Crockford base32 digits (13 lookups encode the 130 bits of an id)
 _PAIRS = [_CROCKFORD[i >> 5] + _CROCKFORD[i & 31] for i in range(1024)]
@@ -252,6 +247,44 @@ class _Ids:
                 + pairs[(value >> 10) & 1023] + pairs[value & 1023])
 
 
+def key_owners(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str]]:
+    """``(key, golden id)`` for every stored record that has one of ``keys`` and is linked to a customer.
+
+    A key names its source record; the record's link names the customer, so keys never go stale when customers
+    merge. One statement per 5,000 keys (SQLite, through the DBAPI cursor like
+    :func:`cxbridge.sync.bulk.select_in`) or per 500 (other backends).
+    """
+    if not keys:
+        return []
+    k, sl = s.identity_keys, s.source_links
+    if conn.dialect.name != "sqlite":
+        out: list[tuple[str, str]] = []
+        joined = k.join(sl, and_(sl.c.source == k.c.source, sl.c.object_type == k.c.object_type,
+                                 sl.c.source_id == k.c.source_id))
+        for part in _chunks(list(keys)):
+            query = select(k.c.key, sl.c.customer_id).select_from(joined).where(
+                k.c.key.in_(part), sl.c.customer_id.is_not(None))
+            out.extend((key, cid) for key, cid in conn.execute(query))
+        return out
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        rows: list[tuple[str, str]] = []
+        for start in range(0, len(keys), SQLITE_IN_CHUNK):
+            part = keys[start : start + SQLITE_IN_CHUNK]
+            cursor.execute(_KEY_OWNERS_SQL + ",".join("?" * len(part)) + ")", list(part))
+            rows.extend(cursor.fetchall())
+        return rows
+    finally:
+        cursor.close()
+
+
+_KEY_OWNERS_SQL = (
+    "SELECT k.key, l.customer_id FROM identity_keys AS k JOIN source_links AS l ON l.source = k.source"
+    " AND l.object_type = k.object_type AND l.source_id = k.source_id"
+    " WHERE l.customer_id IS NOT NULL AND k.key IN ("
+)
+
+
 #: PostgreSQL advisory lock key of identity resolution ("cxbr").
 IDENTITY_LOCK = 0x63786272
 
@@ -270,7 +303,7 @@ def identity_lock(conn: Connection) -> None:
 _LINK_COLS = (
     "source", "object_type", "source_id", "entity", "customer_id", "organization_id", "rule", "linked_at"
 )
-_KEY_COLS = ("key", "source", "object_type", "source_id", "customer_id")
+_KEY_COLS = ("key", "source", "object_type", "source_id")
 
 
 class _PageState:
@@ -297,7 +330,7 @@ class _PageState:
 
     def load_key_owners(self, keys: set[str]) -> None:
         owners = self.key_owner
-        for key, cid in select_in(self.conn, s.identity_keys, ("key", "customer_id"), {}, "key", sorted(keys)):
+        for key, cid in key_owners(self.conn, sorted(keys)):
             owners.setdefault(key, set()).add(cid)
 
     def final(self, cid: str) -> str:
@@ -357,8 +390,8 @@ class _PageState:
         for survivor, merged in by_survivor.items():
             stored = [m for m in merged if m not in self.fresh]
             self.fresh.difference_update(merged)
-            for table, col in ((s.source_links, "customer_id"), (s.identity_keys, "customer_id"),
-                               (s.interactions, "customer_id"), (s.customer_aliases, "customer_id")):
+            for table, col in ((s.source_links, "customer_id"), (s.interactions, "customer_id"),
+                               (s.customer_aliases, "customer_id")):
                 if stored:
                     conn.execute(update(table).where(table.c[col].in_(stored)).values({col: survivor}))
             if stored:
@@ -450,7 +483,6 @@ class _PageState:
         conn = self.conn
         conn.execute(update(s.interactions).where(s.interactions.c.customer_id.in_(ids)).values(customer_id=None))
         conn.execute(delete(s.traits).where(s.traits.c.customer_id.in_(ids)))
-        conn.execute(delete(s.identity_keys).where(s.identity_keys.c.customer_id.in_(ids)))
         conn.execute(delete(s.customer_aliases).where(s.customer_aliases.c.customer_id.in_(ids)))
         conn.execute(delete(s.customers).where(s.customers.c.id.in_(ids)))
         self.result.removed.update(ids)

@@ -34,6 +34,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
@@ -104,6 +105,13 @@ def key_string(length: int, mysql_length: int | None = None) -> TypeEngine[str]:
 ID = key_string(64)
 NAME = key_string(255, 191)
 
+
+def _sparse_index(name: str, column: str) -> Index:
+    """An index of the rows where ``column`` is set (most customers and links have no organization): rows
+    without one cost no index entry. MySQL has no partial indexes and indexes every row."""
+    where = text(f"{column} IS NOT NULL")
+    return Index(name, column, sqlite_where=where, postgresql_where=where)
+
 # ---------------------------------------------------------------------------------------------- golden records
 
 customers = Table(
@@ -113,15 +121,18 @@ customers = Table(
     Column("data", JSON, nullable=False),  # Customer model dump without traits/links/provenance/aliases
     # golden field -> {source, object_type, source_id, observed_at}
     Column("provenance", JSON, nullable=False, default=dict),
+    # display name, primary email and phone are copies for listing and search (LIKE '%...%', which no b-tree
+    # index serves); lookups by email or phone go through identity_keys
     Column("display_name", String(512)),
-    Column("primary_email", String(320), index=True),
-    Column("primary_phone", String(32), index=True),
-    Column("organization_id", ID, index=True),
+    Column("primary_email", String(320)),
+    Column("primary_phone", String(32)),
+    Column("organization_id", ID),
     Column("erased", Boolean, nullable=False, default=False),
     Column("processing_opt_out", Boolean, nullable=False, default=False),
     Column("version", Integer, nullable=False, default=1),
     Column("created_at", TS, nullable=False),
-    Column("updated_at", TS, nullable=False, index=True),
+    Column("updated_at", TS, nullable=False),
+    _sparse_index("ix_customers_organization_id", "organization_id"),
 )
 
 customer_aliases = Table(
@@ -189,19 +200,24 @@ source_links = Table(
     Column("source_id", NAME, primary_key=True),
     Column("entity", String(16), nullable=False),  # customer | organization
     Column("customer_id", ID, index=True),
-    Column("organization_id", ID, index=True),
+    Column("organization_id", ID),
     Column("rule", String(64)),
     Column("linked_at", TS, nullable=False),
+    _sparse_index("ix_source_links_organization_id", "organization_id"),
 )
 
+# Match keys of source records: ``email:<e>`` | ``phone:<E.164>`` | ``xid:<name>:<value>``. A key's golden id is
+# its record's link (join source_links), so merges and re-links never rewrite keys; the keys of a record are
+# derived from its mapped patch (cxbridge.identity.keys), so nothing looks keys up by record or customer.
+# On SQLite the primary key is the table (WITHOUT ROWID): one b-tree instead of a table plus two indexes.
 identity_keys = Table(
     "identity_keys",
     metadata,
-    Column("key", key_string(400, 190), primary_key=True),  # email:<e> | phone:<E.164> | xid:<name>:<value>
+    Column("key", key_string(400, 190), primary_key=True),
     Column("source", NAME, primary_key=True),
     Column("object_type", NAME, primary_key=True),
     Column("source_id", NAME, primary_key=True),
-    Column("customer_id", ID, nullable=False, index=True),
+    sqlite_with_rowid=False,
 )
 
 # ----------------------------------------------------------------------------------------------- source mirror

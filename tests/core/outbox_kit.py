@@ -161,6 +161,7 @@ def seed_customer(
                 "modstamp": modstamp,
                 "content_hash": "h",
                 "fields": fields,
+                "mapped": {"emails": list(emails), "phones": list(phones)},
                 "first_seen": T0,
                 "last_seen": T0,
             },
@@ -168,13 +169,7 @@ def seed_customer(
         for key in [f"email:{e}" for e in emails] + [f"phone:{p}" for p in phones]:
             conn.execute(
                 schema.identity_keys.insert(),
-                {
-                    "key": key,
-                    "source": source,
-                    "object_type": "contacts",
-                    "source_id": sid,
-                    "customer_id": cid,
-                },
+                {"key": key, "source": source, "object_type": "contacts", "source_id": sid},
             )
     if traits:
         set_traits(store, cid, traits)

@@ -65,7 +65,8 @@ def _seed_ann(store: Store, crm: FakeCRM, erp: FakeCRM | None = None) -> None:
                     "object_type": "debtors",
                     "source_id": "D1",
                     "content_hash": "h",
-                    "fields": {"name": "Ann"},
+                    "fields": {"name": "Ann", "erp": "ERP4711"},
+                    "mapped": {"full_name": "Ann", "external_ids.erp_no": "ERP4711"},
                     "first_seen": T0,
                     "last_seen": T0,
                 },
@@ -75,6 +76,7 @@ def _seed_ann(store: Store, crm: FakeCRM, erp: FakeCRM | None = None) -> None:
                     "source_id": "O1",
                     "content_hash": "h",
                     "fields": {"total": 10},
+                    "mapped": {"amount": "10"},
                     "first_seen": T0,
                     "last_seen": T0,
                 },
@@ -87,7 +89,6 @@ def _seed_ann(store: Store, crm: FakeCRM, erp: FakeCRM | None = None) -> None:
                 "source": "erp",
                 "object_type": "debtors",
                 "source_id": "D1",
-                "customer_id": "cus_ann",
             },
         )
         conn.execute(

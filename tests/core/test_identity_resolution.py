@@ -10,6 +10,7 @@ from sqlalchemy import select
 from cxbridge import hookimpl
 from cxbridge.adapters import StreamInfo
 from cxbridge.golden import load_customers
+from cxbridge.identity.resolver import key_owners
 from cxbridge.hooktypes import IdentityDecision
 from cxbridge.store import schema as s
 from cxbridge.testing.memory import MemoryAdapter, memory_setup
@@ -115,7 +116,8 @@ def test_bridging_record_merges_two_customers_into_the_oldest_with_alias(store: 
     assert recorder.merges == [(survivor, [merged])]
     with store.connect() as conn:
         assert [c.id for c in load_customers(conn, [merged])] == [survivor]  # aliases resolve
-        owners = {r[0] for r in conn.execute(select(s.identity_keys.c.customer_id))}
+        keys = [r[0] for r in conn.execute(select(s.identity_keys.c.key))]
+        owners = {cid for _key, cid in key_owners(conn, keys)}
         reason = conn.execute(select(s.customer_aliases.c.reason)).scalar_one()
     assert owners == {survivor}
     assert reason.startswith("identity:")

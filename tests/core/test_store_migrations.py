@@ -142,3 +142,57 @@ def test_store_from_a_newer_cxbridge_is_refused(tmp_path) -> None:
     store.close()
     with pytest.raises(StoreError, match="newer cxbridge"):
         open_store(url)
+
+
+def test_0002_keeps_identity_keys_and_restores_them_on_downgrade(store: Store) -> None:
+    """0001 -> 0002 drops identity_keys.customer_id (keys find customers through links) without losing keys;
+    on SQLite the table becomes WITHOUT ROWID. Downgrading fills customer_id from the links again."""
+    from datetime import datetime
+
+    from sqlalchemy import column, insert, select, table
+
+    from cxbridge.identity.resolver import key_owners
+
+    links = table("source_links", *(column(c) for c in (
+        "source", "object_type", "source_id", "entity", "customer_id", "linked_at")))
+    keys_v1 = table("identity_keys", *(column(c) for c in ("key", "source", "object_type", "source_id",
+                                                           "customer_id")))
+    records = (("crm", "contacts", "1"), ("shop", "customers", "9"))
+    key_rows = (("email:ann@x.test", "crm", "contacts", "1"), ("email:ann@x.test", "shop", "customers", "9"),
+                ("phone:+4930123", "shop", "customers", "9"))
+    with store.engine.connect() as conn:
+        command.downgrade(alembic_config(conn), "0001")
+        conn.commit()
+    try:
+        with store.begin() as conn:
+            conn.execute(insert(links), [
+                {"source": src, "object_type": ot, "source_id": sid, "entity": "customer", "customer_id": "cus_A",
+                 "linked_at": datetime(2026, 1, 1)} for src, ot, sid in records])
+            conn.execute(insert(keys_v1), [
+                {"key": key, "source": src, "object_type": ot, "source_id": sid, "customer_id": "cus_A"}
+                for key, src, ot, sid in key_rows])
+        assert upgrade(store) is True
+        assert "customer_id" not in {c["name"] for c in inspect(store.engine).get_columns("identity_keys")}
+        with store.connect() as conn:
+            assert sorted(key_owners(conn, ["email:ann@x.test", "phone:+4930123"])) == [
+                ("email:ann@x.test", "cus_A"), ("email:ann@x.test", "cus_A"), ("phone:+4930123", "cus_A")]
+            if store.dialect == "sqlite":
+                ddl = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'identity_keys'").scalar()
+                assert "WITHOUT ROWID" in ddl
+                indexes = {r[0]: r[1] for r in conn.exec_driver_sql(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'customers'")}
+                assert "IS NOT NULL" in indexes["ix_customers_organization_id"]
+                assert "ix_customers_primary_email" not in indexes
+        with store.engine.connect() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+            conn.commit()
+        with store.connect() as conn:
+            rows = conn.execute(select(keys_v1.c.key, keys_v1.c.source_id, keys_v1.c.customer_id).order_by(
+                keys_v1.c.key, keys_v1.c.source_id)).all()
+        assert [tuple(r) for r in rows] == [(k, sid, "cus_A") for k, _src, _ot, sid in key_rows]
+    finally:
+        upgrade(store)
+        with store.begin() as conn:
+            conn.execute(schema.identity_keys.delete())
+            conn.execute(schema.source_links.delete())
+    assert _reflect(store) == _expected()

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cxbridge.identity.resolver import _Ids, encode_id_body
+from cxbridge.identity.resolver import _Ids, encode_id_body, key_owners
 from cxbridge.store import schema as s
 from cxbridge.store.ops import new_id
 from cxbridge.sync.bulk import bulk_upsert, select_in
@@ -38,21 +38,26 @@ def test_page_ids_encode_like_base32_across_a_carry_of_the_cached_digits() -> No
 def test_select_in_matches_core_select(store) -> None:  # type: ignore[no-untyped-def]
     now = datetime(2026, 1, 1, tzinfo=UTC)
     rows = [
-        {"key": f"email:p{i}@x.test", "source": "crm", "object_type": "contacts", "source_id": str(i),
-         "customer_id": f"cus_{i % 7}"}
+        {"key": f"email:p{i % 3001}@x.test", "source": "crm", "object_type": "contacts", "source_id": str(i)}
         for i in range(6001)
     ]
     links = [
         {"source": src, "object_type": "contacts", "source_id": str(i), "entity": "customer",
-         "customer_id": f"cus_{i}", "organization_id": None, "rule": "new", "linked_at": now}
-        for src in ("crm", "shop") for i in range(20)
+         "customer_id": f"cus_{i}" if i < 5990 else None, "organization_id": None, "rule": "new",
+         "linked_at": now}
+        for src in ("crm", "shop") for i in range(20 if src == "shop" else 6001)
     ]
     with store.begin() as conn:
-        bulk_upsert(conn, s.identity_keys, rows, ["key", "source", "object_type", "source_id"])
+        bulk_upsert(conn, s.identity_keys, rows, ["key", "source", "object_type", "source_id"], [])
         bulk_upsert(conn, s.source_links, links, ["source", "object_type", "source_id"])
         wanted = [r["key"] for r in rows[::2]] + ["email:absent@x.test"]
-        got = select_in(conn, s.identity_keys, ("key", "customer_id"), {}, "key", wanted)
-        assert sorted(got) == sorted((r["key"], r["customer_id"]) for r in rows[::2])
+        got = select_in(conn, s.identity_keys, ("key", "source_id"), {}, "key", wanted)
+        assert sorted(got) == sorted({(r["key"], r["source_id"]) for r in rows if r["key"] in set(wanted)})
+        # key owners: the customer of each key's record (records without a customer link name nobody);
+        # more keys than one statement takes (5,000 on SQLite)
+        owners = key_owners(conn, [*sorted({r["key"] for r in rows}), "email:absent@x.test"])
+        expected = {(r["key"], f"cus_{r['source_id']}") for r in rows if int(r["source_id"]) < 5990}
+        assert sorted(owners) == sorted(expected) and len(owners) == len(expected)
         got = select_in(conn, s.source_links, ("source_id", "customer_id"),
                         {"source": "shop", "object_type": "contacts"}, "source_id", ["3", "5", "99"])
         assert sorted(got) == [("3", "cus_3"), ("5", "cus_5")]
