@@ -153,6 +153,10 @@ def create_store_engine(url: str | URL, *, base_dir: Path | None = None, **engin
     except Exception as exc:
         raise StoreError(f"invalid store url {redact_url(url)!r}: {exc}") from None
     backend = parsed.get_backend_name()
+    from .jsoncodec import dumps, loads
+
+    engine_kwargs.setdefault("json_serializer", dumps)
+    engine_kwargs.setdefault("json_deserializer", loads)
     connect_args: dict[str, Any] = dict(engine_kwargs.pop("connect_args", {}) or {})
     if backend == "sqlite":
         parsed = _sqlite_path(parsed, base_dir)

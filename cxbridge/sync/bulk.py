@@ -12,14 +12,16 @@ serializes raw fields once to hash them and stores the same text.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, String, Table, and_, bindparam, select
 
+from ..store.jsoncodec import compact_encoder, loads
 from ..store.ops import chunked, upsert
+from ..store.schema import UTCDateTime
 
 __all__ = ["RawJSON", "bulk_delete", "bulk_upsert", "bulk_upsert_values", "compact_encoder", "select_in"]
 
@@ -32,29 +34,6 @@ class RawJSON(str):
     __slots__ = ()
 
 
-def compact_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
-    """``json.dumps(v, separators=(",", ":"), default=str, ensure_ascii=False, sort_keys=...)``, faster.
-
-    ``JSONEncoder.encode`` builds a new C encoder object (and a dict for cycle detection) on every call; here
-    one C encoder is built once and reused, without cycle detection (values are parsed JSON or mapped
-    patches, never cyclic -- a cycle would end in ``RecursionError`` instead of ``ValueError``). The output
-    is byte-identical (the same C encoder does the work; tested against ``json.dumps``), so content hashes
-    do not change. Falls back to ``JSONEncoder`` where the C accelerator is missing.
-    """
-    plain = json.JSONEncoder(separators=(",", ":"), default=str, ensure_ascii=False, sort_keys=sort_keys).encode
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # pragma: no cover - CPython always has it
-        return plain
-    chunks = make(None, str, json.encoder.encode_basestring, None, ":", ",", sort_keys, False, True)
-    join = "".join
-
-    def encode(value: Any) -> str:
-        return join(chunks(value, 0))
-
-    return encode
-
-
-# One encoder for every call: json.dumps with non-default arguments builds a new encoder each time.
 _dumps = compact_encoder()
 
 
@@ -104,6 +83,8 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Cal
             def proc(v: Any) -> Any:
                 return None if v is None else int(bool(v))
 
+        elif isinstance(column_type, UTCDateTime) and dialect.name == "sqlite":
+            proc = _sqlite_utc_processor(column_type.dialect_impl(dialect).bind_processor(dialect))
         else:
             proc = column_type.dialect_impl(dialect).bind_processor(dialect)
             if proc is not None:
@@ -111,6 +92,27 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Cal
         _PROCS[cache_key] = [proc]
         out.append(proc)
     return out
+
+
+def _sqlite_utc_processor(general: Callable[[Any], Any] | None) -> Callable[[Any], Any]:
+    """:class:`~cxbridge.store.schema.UTCDateTime` on SQLite: UTC and naive (= UTC) datetimes are written as
+    ``isoformat(" ", "microseconds")`` -- the text SQLAlchemy's SQLite ``DATETIME`` stores
+    (``2024-01-02 03:04:05.000006``; tested against it) -- without the type decorator's conversions; other
+    values take the general processor. A modstamp differs per row, so remembering the last value does not help
+    there."""
+    assert general is not None
+    utc = UTC
+
+    def proc(v: Any) -> Any:
+        if type(v) is datetime:
+            tz = v.tzinfo
+            if tz is None:
+                return v.isoformat(" ", "microseconds")
+            if tz is utc:
+                return v.replace(tzinfo=None).isoformat(" ", "microseconds")
+        return general(v)
+
+    return _memo(proc)
 
 
 def bulk_upsert(
@@ -130,7 +132,7 @@ def bulk_upsert(
     cols = tuple(rows[0].keys())
     if conn.dialect.name != "sqlite":
         converted = [
-            {k: (json.loads(v) if isinstance(v, RawJSON) else v) for k, v in row.items()} for row in rows
+            {k: (loads(v) if isinstance(v, RawJSON) else v) for k, v in row.items()} for row in rows
         ]
         upsert(conn, table, converted, key_cols, update_cols)
         return

@@ -131,7 +131,7 @@ class LocalSqlAdapter(Adapter):
         related = plan.fetch_related(conn, live) if plan.related and live else {}
         related_items = [(rp.name, related.get(rp.name, {})) for rp in plan.related]
         object_type = plan.obj.object_type or plan.stream
-        keys = [c.key for c in plan.columns]
+        keys = [str(c.key) for c in plan.columns]  # plain str: SQLAlchemy names are a str subclass
         from_db = plan.codec.from_db if plan.codec else None
         ref_pos = plan.pos(plan.obj.customer_ref_column) if plan.obj.customer_ref_column else None
         ref_object = plan.obj.customer_object or "customers"
