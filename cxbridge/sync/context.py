@@ -35,7 +35,7 @@ from sqlalchemy import Float as SAFloat
 
 from ..golden import load_customers, resolve_aliases
 from ..hooktypes import Action
-from ..models import Channel, Customer, Direction, Interaction, InteractionType, TraitType
+from ..models import Channel, Customer, Direction, Interaction, InteractionType, TraitType, _assume_valid
 from ..store import Store
 from ..store import schema as s
 from ..store.ops import upsert, utcnow
@@ -457,17 +457,9 @@ def _enum(kind: Any, value: Any) -> Any:
 
 
 def _construct(values: dict[str, Any]) -> Interaction:
-    """An Interaction from already-valid values, without validation.
-
-    What ``model_construct`` does, minus its per-field default handling (every field is given here), which
-    cost more than the rest of reading a row. Only for rows from our own store, validated when written.
-    """
-    model = Interaction.__new__(Interaction)
-    object.__setattr__(model, "__dict__", values)
-    object.__setattr__(model, "__pydantic_fields_set__", set(values))
-    object.__setattr__(model, "__pydantic_extra__", None)
-    object.__setattr__(model, "__pydantic_private__", None)
-    return model
+    """An Interaction from already-valid values, without validation. Only for rows from our own store,
+    validated when written (model_construct's per-field default handling cost more than reading the row)."""
+    return _assume_valid(Interaction, values)
 
 
 def interaction_of(row: Any) -> Interaction:

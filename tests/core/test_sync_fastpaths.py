@@ -139,3 +139,22 @@ def test_sqlite_timestamp_processor_writes_what_sqlalchemy_writes(sqlite_store) 
         assert fast(value) == general(value)
     with pytest.raises(TypeError):
         fast("2024-01-01")  # not a datetime: the type decorator's error
+
+
+def test_trusted_source_record_equals_a_validated_one() -> None:
+    from cxbridge.models import SourceRecord
+
+    stamp = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    cases = [
+        dict(source="crm", object_type="customers", source_id="7", modstamp=stamp,
+             fields={"name": "Ann", "n": 1, "tags": ["a"]}, deleted=False, merged_into=None,
+             associations={"orders": ["1", "2"]}),
+        dict(source="crm", object_type="customers", source_id="8", modstamp=None, fields={}, deleted=True,
+             merged_into="9", associations={}),
+    ]
+    for values in cases:
+        fast = SourceRecord.trusted(**values)  # type: ignore[arg-type]
+        slow = SourceRecord(**values)  # type: ignore[arg-type]
+        assert fast == slow and fast.model_dump() == slow.model_dump()
+        assert fast.model_fields_set == slow.model_fields_set
+    assert SourceRecord.trusted("s", "o", "1", None, {}).associations == {}

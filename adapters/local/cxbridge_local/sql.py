@@ -30,12 +30,14 @@ from cxbridge.errors import AdapterError
 from cxbridge.models import SourceRecord
 
 from .config import LocalSqlConfig
-from .sqlread import StreamPlan, jsonable
+from .sqlread import _PLAIN, StreamPlan, jsonable
 from .sqlschema import Schema, create_engine, redacted_url
 from .sqlwrite import Writer
 from .streaminfo import stream_info
 
 __all__ = ["LocalSqlAdapter"]
+
+_NO_STAMP = object()
 
 log = logging.getLogger(__name__)
 
@@ -136,50 +138,38 @@ class LocalSqlAdapter(Adapter):
         ref_pos = plan.pos(plan.obj.customer_ref_column) if plan.obj.customer_ref_column else None
         ref_object = plan.obj.customer_object or "customers"
         source = self.context.source
-        construct = SourceRecord.model_construct
+        construct = SourceRecord.trusted  # values are JSON-safe and modstamps aware UTC already
+        plain = _PLAIN
         out = []
+        raw_stamp: Any = _NO_STAMP
+        modstamp = None
         for row, gone in zip(rows, deleted, strict=True):
             sid = str(row[id_pos])
-            modstamp = from_db(row[n]) if from_db else None
+            if from_db is not None and row[n] != raw_stamp:  # bulk updates share stamps: parse each once
+                raw_stamp = row[n]
+                modstamp = from_db(raw_stamp)
             if gone:
-                out.append(
-                    construct(
-                        source=source,
-                        object_type=object_type,
-                        source_id=sid,
-                        modstamp=modstamp,
-                        fields={},
-                        deleted=True,
-                        merged_into=None,
-                        associations={},
-                    )
-                )
+                out.append(construct(source, object_type, sid, modstamp, {}, True))
                 continue
-            fields = dict(zip(keys, map(jsonable, row[:n]), strict=True))
-            for name, values in related_items:
-                fields[name] = values.get(sid, [])
+            values = row[:n]
+            for value in values:
+                if type(value) not in plain:
+                    values = tuple(map(jsonable, values))
+                    break
+            fields = dict(zip(keys, values, strict=True))
+            for name, related_values in related_items:
+                fields[name] = related_values.get(sid, [])
             assoc: dict[str, list[str]] = {}
             if ref_pos is not None and row[ref_pos] is not None:
                 assoc[ref_object] = [str(row[ref_pos])]
-            out.append(
-                construct(
-                    source=source,
-                    object_type=object_type,
-                    source_id=sid,
-                    modstamp=modstamp,
-                    fields=fields,
-                    deleted=False,
-                    merged_into=None,
-                    associations=assoc,
-                )
-            )
+            out.append(construct(source, object_type, sid, modstamp, fields, False, None, assoc))
         return out
 
     def read(self, stream: str, cursor: Cursor, *, full: bool = False) -> Iterator[Page]:
         plan = self.plan(stream)
         size = self._page_size(stream)
         position = Cursor() if full else cursor
-        calls = 1 + len(plan.related)
+        calls = 1 + len(plan.related_groups())
         floor: Any = None  # computed-modstamp reads: every record below this raw value was yielded this run
         while True:
             upper: Any = None
@@ -219,7 +209,7 @@ class LocalSqlAdapter(Adapter):
                         source=self.context.source,
                     )
                 yield Page(records, nxt, api_calls=calls)
-                calls = 1 + len(plan.related)
+                calls = 1 + len(plan.related_groups())
                 position = nxt
             if len(rows) < size:
                 if upper is None:
@@ -253,7 +243,7 @@ class LocalSqlAdapter(Adapter):
                 for i in chunk
                 if i not in found
             ]
-            yield Page(records, Cursor(), api_calls=1 + len(plan.related))
+            yield Page(records, Cursor(), api_calls=1 + len(plan.related_groups()))
 
     def list_ids(self, stream: str) -> Iterator[str]:
         plan = self.plan(stream)

@@ -33,6 +33,7 @@ from typing import Any
 from uuid import UUID
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.sqlite import dialect as _sqlite_dialect
 
 from cxbridge.adapters import Cursor
 
@@ -43,6 +44,8 @@ from .sqlstamp import StampCodec, to_utc
 __all__ = ["StreamPlan", "jsonable"]
 
 MODSTAMP = "__cx_modstamp__"
+sqlite_dialect = _sqlite_dialect()
+_IDS = "cx_related_ids"
 IN_CHUNK = 5000
 
 
@@ -77,7 +80,102 @@ class RelatedPlan:
     spec: RelatedTable
     table: sa.Table
     change: sa.Column[Any] | None = None
-    stmt: sa.Select[Any] | None = None
+
+
+class RelatedGroup:
+    """Related fields that come from one table through the same foreign key: read with one query per page.
+
+    Each distinct ``where`` filter of the members becomes a ``CASE`` branch numbering it, so the database
+    decides which member a row belongs to with its own comparison rules (a text column filtered by a number in
+    the config stays right). On SQLite, when no selected column needs SQLAlchemy's result conversion, the
+    statement runs as SQL text on the driver (rendered once per ``IN`` size): compiling the expanding ``IN`` of a
+    page's thousand ids cost more than the query itself (measured 1.8 ms vs 0.9 ms per 1,000 ids).
+    """
+
+    def __init__(self, members: list[RelatedPlan], dialect: str) -> None:
+        first = members[0]
+        table, spec = first.table, first.spec
+        fk = table.c[spec.fk]
+        filters: list[dict[str, Any]] = []  # distinct filters; members with the same filter share its rows
+        columns: list[sa.Column[Any]] = []
+        #: per filter: (field name, position of a scalar value, or (output key, position) pairs of a dict)
+        self.receivers: list[list[tuple[str, int | None, list[tuple[str, int]]]]] = []
+        for rp in members:
+            if rp.spec.where not in filters:
+                filters.append(dict(rp.spec.where))
+                self.receivers.append([])
+            pairs = []
+            for key, col_name in rp.spec.column_map().items():
+                col = table.c[col_name]
+                if col not in columns:
+                    columns.append(col)
+                pairs.append((key, 2 + columns.index(col)))
+            scalar = pairs[0][1] if rp.spec.value is not None else None
+            self.receivers[filters.index(rp.spec.where)].append((rp.name, scalar, pairs))
+        conds = [sa.and_(sa.true(), *(table.c[c] == v for c, v in where.items())) for where in filters]
+        if len(filters) > 1:
+            selector: sa.ColumnElement[Any] = sa.case(*((c, i) for i, c in enumerate(conds)), else_=-1)
+        else:
+            selector = sa.literal(0, sa.Integer())
+        order: list[Any] = [fk]
+        if spec.order_by:
+            oc = table.c[spec.order_by]
+            order.append(oc.desc() if spec.descending else oc)
+        order += list(table.primary_key.columns) or columns
+        where = [fk.in_(sa.bindparam(_IDS, expanding=True))]
+        if filters != [{}]:
+            where.append(sa.or_(*conds) if len(conds) > 1 else conds[0])
+        self.stmt = sa.select(fk, selector.label("member"), *columns).where(*where).order_by(*order)
+        self.raw = (
+            dialect == "sqlite"
+            and not any(c.type._cached_result_processor(sqlite_dialect, None) is not None  # type: ignore[attr-defined]
+                        for c in [fk, *columns])
+            and all(type(v) in _PLAIN for where in filters for v in where.values())
+        )
+        self._sql: dict[int, tuple[str, list[Any], list[int]]] = {}
+
+    def _driver_sql(self, dialect: Any, size: int) -> tuple[str, list[Any], list[int]]:
+        """SQL text for ``size`` ids, its positional parameters and where the ids go among them."""
+        found = self._sql.get(size)
+        if found is None:
+            state = self.stmt.compile(dialect=dialect).construct_expanded_state({_IDS: [0] * size})
+            names = list(state.positiontup or [])
+            slots = [i for i, name in enumerate(names) if name.startswith(_IDS + "_")]
+            found = self._sql[size] = (state.statement, list(state.positional_parameters), slots)
+        return found
+
+    def fetch(self, conn: sa.Connection, ids: Sequence[Any], out: dict[str, dict[str, list[Any]]]) -> None:
+        """Add the related values of the parents ``ids`` to ``out`` (``{field: {parent id: [values]}}``)."""
+        if self.raw and conn.dialect.name == "sqlite":
+            sql, template, slots = self._driver_sql(conn.dialect, len(ids))
+            params = list(template)
+            for slot, value in zip(slots, ids, strict=True):
+                params[slot] = value
+            rows = conn.exec_driver_sql(sql, tuple(params)).fetchall()
+        else:
+            rows = conn.execute(self.stmt, {_IDS: list(ids)}).fetchall()  # one driver call per query
+        plain = _PLAIN
+        receivers = self.receivers
+        for row in rows:
+            member = row[1]
+            if member < 0:
+                continue
+            parent = row[0] if type(row[0]) is str else str(row[0])
+            for name, scalar, pairs in receivers[member]:
+                if scalar is not None:
+                    item: Any = row[scalar]
+                    if type(item) not in plain:
+                        item = jsonable(item)
+                    if item is None or item == "":
+                        continue
+                else:
+                    item = {key: jsonable(row[pos]) for key, pos in pairs}
+                values = out[name]
+                bucket = values.get(parent)
+                if bucket is None:
+                    values[parent] = [item]
+                else:
+                    bucket.append(item)
 
 
 @dataclass
@@ -93,6 +191,7 @@ class StreamPlan:
     columns: list[sa.Column[Any]]
     related: list[RelatedPlan] = field(default_factory=list)
     _positions: dict[str, int] = field(default_factory=dict)
+    _groups: list[RelatedGroup] | None = None
 
     def __post_init__(self) -> None:
         self._positions = {c.key: i for i, c in enumerate(self.columns)}
@@ -230,51 +329,25 @@ class StreamPlan:
             return col.is_not(None)
         return sa.and_(col.is_not(None), col == self.obj.deleted_value)
 
-    def _related_stmt(self, rp: RelatedPlan) -> sa.Select[Any]:
-        """``SELECT fk, values... WHERE fk IN :ids`` with an expanding bind (built once, cached by SQLAlchemy)."""
-        if rp.stmt is None:
-            cmap = rp.spec.column_map()
-            fk = rp.table.c[rp.spec.fk]
-            order: list[Any] = [fk]
-            if rp.spec.order_by:
-                oc = rp.table.c[rp.spec.order_by]
-                order.append(oc.desc() if rp.spec.descending else oc)
-            order += list(rp.table.primary_key.columns) or [rp.table.c[c] for c in cmap.values()]
-            rp.stmt = (
-                sa.select(fk, *[rp.table.c[c] for c in cmap.values()])
-                .where(fk.in_(sa.bindparam("ids", expanding=True)), *self._where_eq(rp))
-                .order_by(*order)
-            )
-        return rp.stmt
+    def related_groups(self) -> list[RelatedGroup]:
+        """The related fields grouped by the query that reads them (built once)."""
+        if self._groups is None:
+            by_key: dict[tuple[Any, ...], list[RelatedPlan]] = {}
+            for rp in self.related:
+                spec = rp.spec
+                key = (rp.table.fullname, spec.fk, spec.order_by, spec.descending, tuple(sorted(spec.where)))
+                by_key.setdefault(key, []).append(rp)
+            self._groups = [RelatedGroup(members, self.dialect) for members in by_key.values()]
+        return self._groups
 
     def fetch_related(self, conn: sa.Connection, ids: Sequence[Any]) -> dict[str, dict[str, list[Any]]]:
-        """``{field: {str(parent_id): [values...]}}`` with one ``IN`` query per related table (chunked only for
-        very large pages, to stay below drivers' bound-parameter limits)."""
-        out: dict[str, dict[str, list[Any]]] = {}
-        for rp in self.related:
-            stmt = self._related_stmt(rp)
-            keys = list(rp.spec.column_map())
-            scalar = rp.spec.value is not None
-            values: dict[str, list[Any]] = {}
-            plain = _PLAIN
+        """``{field: {str(parent_id): [values...]}}`` with one ``IN`` query per related table -- fields read from
+        the same table (emails and phones of a contact-mechanism table) share it -- chunked only for very large
+        pages, to stay below drivers' bound-parameter limits."""
+        out: dict[str, dict[str, list[Any]]] = {rp.name: {} for rp in self.related}
+        for group in self.related_groups():
             for start in range(0, len(ids), IN_CHUNK):
-                # fetchall: one driver call per query instead of one per row
-                for row in conn.execute(stmt, {"ids": list(ids[start : start + IN_CHUNK])}).fetchall():
-                    if scalar:
-                        item: Any = row[1]
-                        if type(item) not in plain:
-                            item = jsonable(item)
-                        if item is None or item == "":
-                            continue
-                    else:
-                        item = dict(zip(keys, map(jsonable, row[1:]), strict=True))
-                    parent = row[0]
-                    bucket = values.get(parent if type(parent) is str else str(parent))
-                    if bucket is None:
-                        values[str(parent)] = [item]
-                    else:
-                        bucket.append(item)
-            out[rp.name] = values
+                group.fetch(conn, ids[start : start + IN_CHUNK], out)
         return out
 
     def pos(self, column: str) -> int:

@@ -81,6 +81,37 @@ def test_related_values_are_mapped_in_one_query_per_page(db: CrmDb) -> None:
     assert all(" IN " in s.upper() for s in related)
 
 
+def test_related_fields_of_one_table_share_one_query(db: CrmDb) -> None:
+    """Emails and phones kept in one contact-mechanism table (same key, same order) come from one query; each
+    row goes to the field whose filter it matches; a field of its own filter and the address columns too."""
+    ids = db.add_parties(3)
+    _add_contacts(db, ids[1])
+    config = db.config(page_size=10)
+    related = config["objects"]["customers"]["related"]
+    related["phones"].update(order_by="is_primary", descending=True)
+    related["all_contacts"] = {**related["phones"], "where": {}, "columns": ["kind", "value"], "value": None}
+    related["all_contacts"].pop("value")
+    related["phone_numbers"] = dict(related["phones"])  # the same filter as phones: shares its rows
+    statements: list[str] = []
+    adapter = db.adapter(config)
+    sa.event.listen(
+        adapter.engine, "before_cursor_execute", lambda conn, cur, stmt, params, ctx, many: statements.append(stmt)
+    )
+    records, _, pages = drain(adapter, "customers")
+    adapter.close()
+    ann = {r.source_id: r for r in records}[ids[1]].fields
+    assert ann["emails"] == ["p2.0@example.com", "ann.work@example.com"]
+    assert ann["phones"] == ann["phone_numbers"] == ["+49 30 1234567"]
+    assert sorted(map(tuple, (c.values() for c in ann["all_contacts"]))) == [
+        ("email", "ann.work@example.com"), ("email", "p2.0@example.com"), ("phone", ""),
+        ("phone", "+49 30 1234567")]
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    contact_queries = [s for s in selects if "contact_mechanism" in s and " IN " in s.upper()]
+    # emails + phones + phone_numbers in one query; all_contacts (no filter) in its own
+    assert len(contact_queries) == 2, contact_queries
+    assert pages[0].api_calls == 1 + 3  # the parties, two contact queries, the addresses
+
+
 def test_change_in_related_table_is_picked_up(db: CrmDb) -> None:
     ids = db.add_parties(5)
     adapter = db.adapter(related_change=True)
