@@ -38,8 +38,10 @@ __all__ = [
     "Survivorship",
     "assemble",
     "assemble_compact",
+    "assemble_single",
     "compact_provenance",
     "expand_provenance",
+    "golden_fields",
     "load_customers",
     "resolve_aliases",
 ]
@@ -187,23 +189,70 @@ def assemble_compact(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """:func:`assemble` with provenance in its stored form (:func:`compact_provenance`).
 
-    A golden record with one linked record (most of them) takes a direct path: every field from that record.
+    A golden record with one linked record (most of them) takes :func:`assemble_single`.
     """
     if len(contributions) != 1:
         merged, prov = assemble(contributions, rule)
         return merged, compact_provenance(prov)
     c = contributions[0]
+    return assemble_single(c.source, c.object_type, c.source_id, c.modstamp, c.patch)
+
+
+_LIST, _ADDRESSES, _NAME, _NESTED_KEY, _PLAIN_KEY = range(5)
+_PLANS: dict[tuple[str, ...], list[tuple[str, int, str, str]]] = {}
+
+
+def _plan(keys: tuple[str, ...]) -> list[tuple[str, int, str, str]]:
+    """How each key of a patch lands in a golden record: ``(key, kind, head, tail)``. Patches of one stream
+    share their keys, so plans are cached by key tuple (bounded: a stream maps a fixed set of targets)."""
+    plan = _PLANS.get(keys)
+    if plan is None:
+        plan = []
+        for key in keys:
+            if key in _NOT_GOLDEN:
+                continue
+            head, dot, tail = key.partition(".")
+            if key in _LIST_FIELDS:
+                kind = _LIST
+            elif key == "addresses":
+                kind = _ADDRESSES
+            elif key in _NAME_GROUP:
+                kind = _NAME
+            elif dot and head in _NESTED:
+                kind = _NESTED_KEY
+            else:
+                kind = _PLAIN_KEY
+            plan.append((key, kind, head, tail))
+        if len(_PLANS) < 1024:
+            _PLANS[keys] = plan
+    return plan
+
+
+def assemble_single(
+    source: str, object_type: str, source_id: str, modstamp: datetime | None, patch: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The golden record of one linked record: every field from it (``assemble`` of one contribution, tested
+    equal). Its provenance is stored as ``{"sources": [[source, object_type, source_id, observed_at]]}``
+    without a field list: every field of the golden data comes from that record (:func:`expand_provenance`)."""
     data: dict[str, Any] = {"emails": [], "phones": []}
-    fields: dict[str, int] = {}
-    for key, value in c.patch.items():
-        if key in _NOT_GOLDEN or value is None:
+    for key, kind, head, tail in _plan(tuple(patch)):
+        value = patch[key]
+        if value is None:
             continue
-        if key in _LIST_FIELDS:
+        if kind == _PLAIN_KEY:
+            data[key] = value
+        elif kind == _NESTED_KEY:
+            nested = data.get(head)
+            if nested is None:
+                data[head] = {tail: value}
+            else:
+                nested[tail] = value
+        elif kind == _LIST:
             data[key] = list(value) if len(value) < 2 else list(dict.fromkeys(value))
+        elif kind == _NAME:
             if value:
-                fields[key] = 0
-            continue
-        if key == "addresses":
+                data[key] = value
+        else:
             seen: set[tuple[Any, ...]] = set()
             out = []
             for addr in value:
@@ -213,20 +262,10 @@ def assemble_compact(
                     out.append(dict(addr))
             if out:
                 data["addresses"] = out
-                fields[key] = 0
-            continue
-        if key in _NAME_GROUP and not value:
-            continue
-        head, dot, tail = key.partition(".")
-        if dot and head in _NESTED:
-            data.setdefault(head, {})[tail] = value
-        else:
-            data[key] = value
-        fields[key] = 0
-    if not fields:
-        return data, {"sources": [], "fields": fields}
-    observed = _utc(c.modstamp).isoformat() if c.modstamp else None  # type: ignore[union-attr]
-    return data, {"sources": [[c.source, c.object_type, c.source_id, observed]], "fields": fields}
+    if len(data) == 2 and not data["emails"] and not data["phones"]:
+        return data, {"sources": []}
+    observed = _utc(modstamp).isoformat() if modstamp else None  # type: ignore[union-attr]
+    return data, {"sources": [[source, object_type, source_id, observed]]}
 
 
 def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -248,10 +287,23 @@ def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return {"sources": sources, "fields": fields}
 
 
-def expand_provenance(stored: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
-    """Field -> provenance dict from the stored form (compact, or the plain per-field mapping)."""
+def expand_provenance(
+    stored: Mapping[str, Any] | None, data: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Field -> provenance dict from the stored form (compact, single-source, or the plain per-field mapping).
+
+    :param data: the golden data the provenance belongs to; needed for the single-source form
+        ``{"sources": [one]}``, whose fields are every field of the data.
+    """
     if not stored:
         return {}
+    if "sources" in stored and "fields" not in stored:
+        sources = stored["sources"]
+        if not sources or data is None:
+            return {}
+        src = sources[0]
+        one = {"source": src[0], "object_type": src[1], "source_id": src[2], "observed_at": src[3]}
+        return {name: dict(one) for name in golden_fields(data)}
     if "fields" in stored and "sources" in stored and isinstance(stored["fields"], Mapping):
         sources = stored["sources"]
         return {
@@ -260,6 +312,20 @@ def expand_provenance(stored: Mapping[str, Any] | None) -> dict[str, dict[str, A
             for name, i in stored["fields"].items()
         }
     return {name: dict(p) for name, p in stored.items()}
+
+
+def golden_fields(data: Mapping[str, Any]) -> list[str]:
+    """The flat field names a golden record has values for (``demographics.country``, ``emails``...)."""
+    names = []
+    for key, value in data.items():
+        if key in _LIST_FIELDS or key == "addresses":
+            if value:
+                names.append(key)
+        elif key in _NESTED and isinstance(value, Mapping):
+            names.extend(f"{key}.{sub}" for sub in value)
+        else:
+            names.append(key)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------------- loading
@@ -274,11 +340,11 @@ _STORED_NORMALIZED = frozenset({"emails", "phones"})
 
 
 def _provenance_models(
-    stored: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], Provenance]
+    stored: Mapping[str, Any] | None, data: Mapping[str, Any], cache: dict[tuple[Any, ...], Provenance]
 ) -> dict[str, Provenance]:
     """Field -> :class:`Provenance`, one (frozen, shared) instance per source record."""
     out: dict[str, Provenance] = {}
-    for name, p in expand_provenance(stored).items():
+    for name, p in expand_provenance(stored, data).items():
         key = (p["source"], p["object_type"], p["source_id"], p.get("observed_at"))
         model = cache.get(key)
         if model is None:
@@ -403,7 +469,7 @@ def load_customers(conn: Connection, ids: Sequence[str], *, include_erased: bool
             continue
         data = dict(row.data or {})
         data.pop("id", None)
-        provenance = _provenance_models(row.provenance, prov_cache)
+        provenance = _provenance_models(row.provenance, data, prov_cache)
         customer = _customer(
             {
                 **data,

@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
 
-from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact
+from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact, assemble_single
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 Decider = Callable[[IdentityCandidate, Sequence[IdentityMatch]], IdentityDecision | None]
 
 
-@dataclass
+@dataclass(slots=True)
 class LiveItem:
     """A live (not deleted) customer record of the page with its mapped patch and its previous state."""
 
@@ -104,45 +104,67 @@ class IdentityResolver:
             return result
         identity_lock(conn)
         page = _PageState(self, conn, result, now)
-        ids = [item.record.source_id for item in items]
-        current = page.current_links(source, object_type, ids)
-        item_keys = [self.keys(item.patch) for item in items]
+        current = page.current_links(source, object_type, [item.record.source_id for item in items])
+        keys_of = self.keys
+        item_keys = [keys_of(item.patch) for item in items]
         page.load_key_owners({k for keys in item_keys for k in keys})
-        # records in the page's key/link decisions
-        assigned: dict[str, tuple[str, str]] = {}
+        # records in the page's key/link decisions (later records see earlier ones' keys)
+        key_owner, affected, local, fresh = page.key_owner, page.affected, page.local, page.fresh
+        new_id = page.new_id
+        simple = self.default_only
+        assigned: list[tuple[str, str]] = []
         for item, keys in zip(items, item_keys, strict=True):
             sid = item.record.source_id
             cur = current.get(sid)
-            cur = page.final(cur) if cur else None
-            decision = page.decide(item, keys, cur)
-            cid = page.apply(decision, cur)
-            assigned[sid] = (cid, decision.rule)
+            known = cur is not None or not simple
+            if not known:
+                for key in keys:
+                    if key in key_owner:
+                        known = True
+                        break
+            if known:
+                cur = page.final(cur) if cur else None
+                decision = page.decide(item, keys, cur)
+                cid = page.apply(decision, cur)
+                rule = decision.rule
+                if cur and cur != cid:
+                    affected.add(cur)
+            else:  # nothing to decide (most records of an initial load): a new customer
+                cid = new_id()
+                fresh.add(cid)
+                rule = "new"
+            assigned.append((cid, rule))
             for key in keys:
-                page.key_owner.setdefault(key, set()).add(cid)
-            if cur and cur != cid:
-                page.affected.add(cur)
-            page.affected.add(cid)
-            page.local[sid] = item
+                owners = key_owner.get(key)
+                if owners is None:
+                    key_owner[key] = {cid}
+                else:
+                    owners.add(cid)
+            affected.add(cid)
+            local[sid] = item
         page.flush_merges(reason_prefix="identity")
         # links and keys of the page, final ids only
         link_rows: list[list[Any]] = []
         key_deletes: list[tuple[str, str, str, str]] = []
         key_rows: dict[tuple[str, str], list[Any]] = {}  # (key, source id) -> row; a repeated pair once
-        for item, keys in zip(items, item_keys, strict=True):
+        merged = bool(page.alias)
+        links = result.links
+        for item, keys, (cid, rule) in zip(items, item_keys, assigned, strict=True):
             sid = item.record.source_id
-            cid, rule = assigned[sid]
-            cid = page.final(cid)
-            result.links[sid] = cid
+            if merged:
+                cid = page.final(cid)
+            links[sid] = cid
             old_cid = current.get(sid)
             if old_cid != cid:
                 link_rows.append([source, object_type, sid, "customer", cid, None, rule, now])
             if item.old_patch is not None and old_cid:
                 # every key the old patch can have stored (whatever the configuration was then), minus today's
-                old_keys = self.keys.possible(item.old_patch)
+                old_keys = keys_of.possible(item.old_patch)
                 key_deletes.extend((k, source, object_type, sid) for k in old_keys.difference(keys))
                 key_rows.update(((k, sid), [k, source, object_type, sid]) for k in keys if k not in old_keys)
             else:
-                key_rows.update(((k, sid), [k, source, object_type, sid]) for k in keys)
+                for key in keys:
+                    key_rows[(key, sid)] = [key, source, object_type, sid]
         bulk_upsert_values(conn, s.source_links, _LINK_COLS, link_rows, ["source", "object_type", "source_id"])
         bulk_delete(conn, s.identity_keys, _KEY_COLS, key_deletes)
         # sorted: neighbouring inserts land in the same b-tree pages (email keys arrive in random order)
@@ -426,17 +448,31 @@ class _PageState:
     # ---------------------------------------------------------------------------------------------- golden
 
     def recompute(self, source: str, object_type: str) -> None:
-        affected = {self.final(c) for c in self.affected}
+        affected = {self.final(c) for c in self.affected} if self.alias else self.affected
         if not affected:
             return
-        contributions: dict[str, list[Contribution]] = {c: [] for c in affected}
+        contributions: dict[str, list[Contribution]] = {}
         fresh = affected & self.fresh
+        # A customer created in this page has only this page's records; most have one (taken directly).
+        single: dict[str, LiveItem] = {}
+        links = self.result.links
         for sid, item in self.local.items():
-            cid = self.final(self.result.links.get(sid, ""))
-            if cid in fresh:
-                rec = item.record
-                contributions[cid].append(Contribution(source, object_type, sid, rec.modstamp, item.patch))
+            cid = links.get(sid, "")
+            if cid not in fresh:
+                continue
+            if cid in contributions:
+                contributions[cid].append(Contribution(source, object_type, sid, item.record.modstamp, item.patch))
+            elif cid in single:
+                first = single.pop(cid)
+                contributions[cid] = [
+                    Contribution(source, object_type, first.record.source_id, first.record.modstamp, first.patch),
+                    Contribution(source, object_type, sid, item.record.modstamp, item.patch),
+                ]
+            else:
+                single[cid] = item
         stored = sorted(affected - fresh)
+        for cid in stored:
+            contributions[cid] = []
         existing: dict[str, Any] = {}
         sl, sr, cu = s.source_links, s.source_records, s.customers
         for part in _chunks(stored):
@@ -467,16 +503,24 @@ class _PageState:
         if removed:
             self._remove_customers(removed)
         rows = []
+        now, changed, rule = self.now, self.result.changed, self.r.survivorship
         for cid in sorted(affected):
-            contribs = contributions.get(cid) or []
+            item = single.get(cid)
+            if item is not None:  # new in this page, one record
+                record = item.record
+                data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
+                rows.append(_customer_row(cid, data, prov, None, now))
+                changed.add(cid)
+                continue
+            contribs = contributions.get(cid)
             if not contribs:
                 continue
-            data, prov = assemble_compact(contribs, self.r.survivorship)
+            data, prov = assemble_compact(contribs, rule)
             old = existing.get(cid)
             if old is not None and old.data == data and old.provenance == prov:
                 continue
-            rows.append(_customer_row(cid, data, prov, old, self.now))
-            self.result.changed.add(cid)
+            rows.append(_customer_row(cid, data, prov, old, now))
+            changed.add(cid)
         bulk_upsert_values(self.conn, s.customers, _CUSTOMER_COLS, rows, ["id"])
 
     def _remove_customers(self, ids: list[str]) -> None:
