@@ -104,9 +104,12 @@ _SEPARATORS = str.maketrans("", "", " -()./\u00a0\t")
 
 
 @lru_cache(maxsize=512)
-def _phone_meta(country_code: int | None, region: str | None) -> tuple[int, str, str | None, Any, Any, Any] | None:
-    """(country code, region, national prefix, pattern, possible lengths, local-only lengths) for the fast path,
-    or None where the region's parsing rules need the full library (prefix transforms, non-geographic codes)."""
+def _phone_meta(
+    country_code: int | None, region: str | None
+) -> tuple[int, str, str | None, Any, Any, Any, str, str] | None:
+    """(country code, region, national prefix, pattern, possible lengths, local-only lengths, the code as
+    digits, ``+`` and the code) for the fast path, or None where the region's parsing rules need the full
+    library (prefix transforms, non-geographic codes)."""
     import re as _re
 
     import phonenumbers
@@ -126,7 +129,20 @@ def _phone_meta(country_code: int | None, region: str | None) -> tuple[int, str,
         return None
     pattern = _re.compile(desc.national_number_pattern)
     return (meta.country_code, region, meta.national_prefix, pattern, frozenset(desc.possible_length),
-            frozenset(desc.possible_length_local_only or ()))
+            frozenset(desc.possible_length_local_only or ()), str(meta.country_code), f"+{meta.country_code}")
+
+
+_CALLING_CODES: frozenset[str] = frozenset()
+
+
+def _calling_codes() -> frozenset[str]:
+    """Every country calling code as digits (``"1"``, ``"49"``, ``"358"``), loaded on first use."""
+    global _CALLING_CODES
+    if not _CALLING_CODES:
+        import phonenumbers
+
+        _CALLING_CODES = frozenset(str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
+    return _CALLING_CODES
 
 
 def _fast_e164(text: str, default_region: str | None) -> str | None:
@@ -138,16 +154,15 @@ def _fast_e164(text: str, default_region: str | None) -> str | None:
     after the country code, regions with prefix transforms) goes to the library. A test compares both paths.
     """
     s = text.translate(_SEPARATORS)
-    if s.startswith("00"):
+    if s[:2] == "00":
         s = "+" + s[2:]
-    if s.startswith("+"):
+    if s[:1] == "+":
         digits = s[1:]
-        if not (digits.isascii() and digits.isdigit()) or len(digits) < 4 or digits[0] == "0":
+        if len(digits) < 4 or digits[0] == "0" or not (digits.isascii() and digits.isdigit()):
             return None
-        import phonenumbers
-
+        codes = _CALLING_CODES or _calling_codes()
         for size in (1, 2, 3):
-            if int(digits[:size]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            if digits[:size] in codes:
                 break
         else:
             return None
@@ -161,7 +176,7 @@ def _fast_e164(text: str, default_region: str | None) -> str | None:
         meta = _phone_meta(None, default_region)
         if meta is None:
             return None
-        if s.startswith(str(meta[0])):
+        if s.startswith(meta[6]):
             return None  # the library may read a leading country code without '+' here
         national = s
         prefix = meta[2]
@@ -169,9 +184,9 @@ def _fast_e164(text: str, default_region: str | None) -> str | None:
             national = national[len(prefix):]
             if not meta[3].fullmatch(national):
                 return None
-    if national.startswith("0") or len(national) not in meta[4] or len(national) in meta[5]:
+    if national[:1] == "0" or len(national) not in meta[4] or len(national) in meta[5]:
         return None
-    return f"+{meta[0]}{national}"
+    return meta[7] + national
 
 
 def make_phone(default_region: str | None) -> Converter:
