@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["compact_encoder", "dumps", "loads"]
+__all__ = ["compact_bytes_encoder", "compact_encoder", "dumps", "loads"]
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
 
@@ -41,6 +41,21 @@ def compact_encoder(*, sort_keys: bool = False) -> Callable[[Any], str]:
             return fast(value, default=str, option=options).decode()
         except TypeError:  # orjson.JSONEncodeError: big integers, non-string keys -> the standard library's rules
             return fallback(value)
+
+    return encode
+
+
+def compact_bytes_encoder(*, sort_keys: bool = False) -> Callable[[Any], bytes]:
+    """:func:`compact_encoder` returning the UTF-8 bytes (for hashing without a round trip through ``str``)."""
+    options = _OPTIONS | (orjson.OPT_SORT_KEYS if sort_keys else 0)
+    fallback = compact_encoder(sort_keys=sort_keys)
+    fast = orjson.dumps
+
+    def encode(value: Any) -> bytes:
+        try:
+            return fast(value, default=str, option=options)
+        except TypeError:
+            return fallback(value).encode()
 
     return encode
 

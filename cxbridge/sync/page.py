@@ -26,6 +26,7 @@ from ..golden import IN_CHUNK
 from ..identity.resolver import IdentityResolver, LiveItem, identity_lock
 from ..models import SourceRecord
 from ..store import schema as s
+from ..store.jsoncodec import compact_bytes_encoder
 from ..store.ops import new_id
 from .bulk import RawJSON, bulk_upsert, bulk_upsert_values, compact_encoder, select_in
 from .convert import parse_datetime
@@ -63,15 +64,21 @@ class PageOutcome:
 
 _EMPTY = RawJSON("{}")
 _ENCODE = compact_encoder(sort_keys=True)
+_ENCODE_BYTES = compact_bytes_encoder(sort_keys=True)
+_LIVE_TAIL = b"|0||"
 
 
 def _hash_and_blob(record: SourceRecord) -> tuple[str, RawJSON]:
-    blob = _ENCODE(record.fields)
-    tail = f"|{int(record.deleted)}|{record.merged_into or ''}|"
-    if record.associations:
-        tail += _ENCODE(record.associations)
-    digest = hashlib.blake2b((blob + tail).encode(), digest_size=16).hexdigest()
-    return digest, RawJSON(blob)
+    """The content hash (fields, flags, associations -- not the modstamp) and the fields' JSON text."""
+    raw = _ENCODE_BYTES(record.fields)
+    if record.deleted or record.merged_into or record.associations:
+        tail = f"|{int(record.deleted)}|{record.merged_into or ''}|"
+        if record.associations:
+            tail += _ENCODE(record.associations)
+        digest = hashlib.blake2b(raw + tail.encode(), digest_size=16).hexdigest()
+    else:
+        digest = hashlib.blake2b(raw + _LIVE_TAIL, digest_size=16).hexdigest()
+    return digest, RawJSON(raw.decode())
 
 
 def _chunks(items: Sequence[Any]) -> Any:
@@ -110,6 +117,7 @@ class PageWriter:
         self.echo_filter = echo_filter
         self.erased_filter = erased_filter
         self.erased_keys = erased_keys
+        self._org_refs = "organization_ref" in mapping.spec
 
     # ---------------------------------------------------------------------------------------------- entry
 
@@ -121,16 +129,18 @@ class PageWriter:
             # taken before any row lock of this page, so concurrent pages always lock in the same order
             identity_lock(conn)
         mapped: list[tuple[SourceRecord, dict[str, Any] | None, str, RawJSON]] = []
+        mapping, maps, interaction = self.mapping, entity != "other", entity == "interaction"
         for record in records:
-            error = record.fields.get("__error__") if record.fields else None
+            fields = record.fields
+            error = fields.get("__error__") if fields else None
             if error is not None:
                 out.quarantined.append((record, str(error)))
                 continue
             patch: dict[str, Any] | None = None
-            if not record.deleted and not record.merged_into and entity != "other":
+            if maps and not record.deleted and not record.merged_into:
                 try:
-                    patch = self.mapping(record.fields)
-                    if entity == "interaction" and "occurred_at" not in patch:
+                    patch = mapping(fields)
+                    if interaction and "occurred_at" not in patch:
                         if record.modstamp is None:
                             raise RecordError("no occurred_at (and no modstamp to default to)",
                                               field="occurred_at")
@@ -143,6 +153,10 @@ class PageWriter:
         if not mapped:
             return out
         # Records of one stream share an object type; group defensively all the same.
+        first_type = mapped[0][0].object_type
+        if all(item[0].object_type == first_type for item in mapped):
+            self._write_type(conn, first_type, mapped, run_id, now, out)
+            return out
         by_type: dict[str, list[tuple[SourceRecord, dict[str, Any] | None, str, RawJSON]]] = {}
         for item in mapped:
             by_type.setdefault(item[0].object_type, []).append(item)
@@ -157,14 +171,13 @@ class PageWriter:
         source = self.source
         sr = s.source_records
         # Later duplicates of one id in a page win (the adapter's order is the change order).
-        latest: dict[str, Any] = {}
-        for item in items:
-            latest[item[0].source_id] = item
-        items = list(latest.values())
+        latest = {item[0].source_id: item for item in items}
+        if len(latest) != len(items):
+            items = list(latest.values())
         hashes: dict[str, str] = dict(select_in(  # type: ignore[arg-type]
             conn, sr, ("source_id", "content_hash"), {"source": source, "object_type": object_type},
             "source_id", list(latest)))
-        changed = [it for it in items if hashes.get(it[0].source_id) != it[2]]
+        changed = [it for it in items if hashes.get(it[0].source_id) != it[2]] if hashes else items
         if not changed:
             return
         # The erasure ledger is usually empty: one cheap query saves hashing every key of the page.
@@ -174,7 +187,7 @@ class PageWriter:
             if erased:
                 changed = [it for it in changed if it[0].source_id not in erased]
         old_patches: dict[str, Any] = {}
-        existing = [it[0].source_id for it in changed if it[0].source_id in hashes]
+        existing = [it[0].source_id for it in changed if it[0].source_id in hashes] if hashes else []
         for part in _chunks(existing):
             rows = conn.execute(select(sr.c.source_id, sr.c.mapped).where(
                 sr.c.source == source, sr.c.object_type == object_type, sr.c.source_id.in_(part)))
@@ -183,24 +196,32 @@ class PageWriter:
         if entity == "customer":
             if ledger:
                 changed = self._drop_erased_people(conn, changed)
-            self._resolve_org_refs(conn, changed)
+            if self._org_refs:
+                self._resolve_org_refs(conn, changed)
         echo: dict[str, set[str]] = {}
         if self.echo_filter is not None and existing:
             echo = self.echo_filter(conn, source, [it[0] for it in changed if it[0].source_id in hashes]) or {}
         live_rows: list[list[Any]] = []
         dead_rows: list[list[Any]] = []
+        live: list[tuple[SourceRecord, dict[str, Any]]] = []
+        dead: list[SourceRecord] = []
+        written = out.written
         for rec, patch, digest, blob in changed:
-            gone = bool(rec.deleted or rec.merged_into)
-            (dead_rows if gone else live_rows).append(
-                [source, object_type, rec.source_id, rec.modstamp, digest, blob, rec.associations or _EMPTY,
-                 patch, gone, rec.merged_into, now, now, run_id])
+            written.append(rec.source_id)
+            if rec.deleted or rec.merged_into:
+                dead_rows.append([source, object_type, rec.source_id, rec.modstamp, digest, blob,
+                                  rec.associations or _EMPTY, patch, True, rec.merged_into, now, now, run_id])
+            else:
+                live_rows.append([source, object_type, rec.source_id, rec.modstamp, digest, blob,
+                                  rec.associations or _EMPTY, patch, False, None, now, now, run_id])
+            if patch is not None:
+                live.append((rec, patch))
+            else:
+                dead.append(rec)
         keys = ["source", "object_type", "source_id"]
         bulk_upsert_values(conn, sr, _MIRROR_COLS, live_rows, keys, _MIRROR_UPDATE)
         # A tombstone keeps the last known fields and patch (adapters send deletions without fields).
         bulk_upsert_values(conn, sr, _MIRROR_COLS, dead_rows, keys, _TOMBSTONE_UPDATE)
-        out.written.extend(rec.source_id for rec, *_ in changed)
-        live = [(rec, patch) for rec, patch, _d, _b in changed if patch is not None]
-        dead = [rec for rec, patch, _d, _b in changed if patch is None]
         quiet = self._echo_only(live, old_patches, echo)
         # our own write-backs coming back are stored (so the hash matches next time) but are not changes
         out.changed += len(changed) - len(quiet)
@@ -255,10 +276,16 @@ class PageWriter:
 
     def _customers(self, conn: Connection, object_type: str, live: list[Any], dead: list[SourceRecord],
                    old: dict[str, Any], quiet: set[str], now: datetime, out: PageOutcome) -> None:
-        items = [LiveItem(rec, patch, old.get(rec.source_id)) for rec, patch in live]
+        if old:
+            items = [LiveItem(rec, patch, old.get(rec.source_id)) for rec, patch in live]
+        else:
+            items = [LiveItem(rec, patch, None) for rec, patch in live]
         result = self.resolver.link(conn, self.source, object_type, items, now)
-        loud = {cid for sid, cid in result.links.items() if sid not in quiet}
-        out.customers |= result.changed & (loud | (result.changed - set(result.links.values())))
+        if quiet:
+            loud = {cid for sid, cid in result.links.items() if sid not in quiet}
+            out.customers |= result.changed & (loud | (result.changed - set(result.links.values())))
+        else:
+            out.customers |= result.changed
         out.customers |= {m[0] for m in result.merges}
         out.merges.extend(result.merges)
         if dead:
