@@ -186,9 +186,18 @@ def _sqlite_upsert(
         _SQL[sql_key] = sql
     procs = _processors(conn, table, cols)
     for i, p in enumerate(procs):
-        if p is not None:
+        if p is None:
+            continue
+        first = values[0][i]
+        for row in values:
+            if row[i] is not first:
+                for r in values:
+                    r[i] = p(r[i])
+                break
+        else:  # one object in every row (the page's timestamp, a flag, an empty document): convert it once
+            converted = p(first)
             for row in values:
-                row[i] = p(row[i])
+                row[i] = converted
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for part in chunked(values, CHUNK):

@@ -130,18 +130,41 @@ def _scalar_step(target: str, paths: list[str], conv: cv.Converter) -> _Step:
     getters = [(p, _getter(p)) for p in paths]
     raw_key = f"custom.{target}_raw"
 
+    def convert(value: Any, path: str, patch: dict[str, Any]) -> None:
+        try:
+            patch[target] = conv(value)
+        except cv.UnknownValue:
+            patch[target] = "other"
+            patch[raw_key] = cv.jsonable(value)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise _fail(target, path, exc) from None
+
+    if len(paths) == 1 and "." not in paths[0]:
+        # one plain source field (most maps): no getter call; text for a text target needs only a strip
+        (path,) = paths
+        text = conv is cv.to_str or conv is cv.to_id
+
+        def step1(fields: Mapping[str, Any], patch: dict[str, Any]) -> None:
+            value = fields.get(path)
+            if value is None:
+                return
+            if isinstance(value, str):
+                stripped = value.strip()
+                if not stripped:
+                    return
+                if text:
+                    patch[target] = stripped
+                    return
+            convert(value, path, patch)
+
+        return step1
+
     def step(fields: Mapping[str, Any], patch: dict[str, Any]) -> None:
         for path, get in getters:
             value = get(fields)
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
-            try:
-                patch[target] = conv(value)
-            except cv.UnknownValue:
-                patch[target] = "other"
-                patch[raw_key] = cv.jsonable(value)
-            except (ValueError, TypeError, OverflowError) as exc:
-                raise _fail(target, path, exc) from None
+            convert(value, path, patch)
             return
 
     return step
@@ -149,8 +172,21 @@ def _scalar_step(target: str, paths: list[str], conv: cv.Converter) -> _Step:
 
 def _list_step(target: str, paths: list[str], conv: cv.Converter) -> _Step:
     getters = [(p, _getter(p)) for p in paths]
+    single = paths[0] if len(paths) == 1 and "." not in paths[0] else None
 
     def step(fields: Mapping[str, Any], patch: dict[str, Any]) -> None:
+        if single is not None:
+            value = fields.get(single)
+            if value is None:
+                return
+            if type(value) is list and len(value) == 1:  # one value (most records): nothing to de-duplicate
+                item = value[0]
+                if isinstance(item, str) and item.strip():
+                    try:
+                        patch[target] = [conv(item)]
+                    except (ValueError, TypeError) as exc:
+                        raise _fail(target, single, exc) from None
+                    return
         out: list[str] = []
         for path, get in getters:
             value = get(fields)

@@ -116,3 +116,32 @@ def test_targets_of_source_fields() -> None:
     m = compile_mapping({"custom.tier": "cx_tier", "first_name": "fn", "addresses.0.city": "city"}, "customer")
     assert m.targets_of({"cx_tier"}) == {"custom.tier"}
     assert m.targets_of({"city"}) == {"addresses"}
+
+
+def test_single_field_fast_steps_equal_the_general_steps() -> None:
+    """A one-field source expression takes a fast step; listing the field twice takes the general one: both
+    give the same patch (or the same error) for values of every kind."""
+    import random
+    from datetime import date
+
+    from cxbridge.errors import RecordError
+
+    targets = {"first_name": "v", "external_ids.erp_no": "v", "demographics.birth_date": "v",
+               "consent.email_opt_out": "v", "custom.score": "v", "emails": "v", "phones": "v",
+               "organization_ref": "v"}
+    rnd = random.Random(5)
+    values = [None, "", "  ", " Ann ", "ann@x.test", " ANN@X.TEST ", "030 1234567", "+49 30 1234567", 42, 4.0, 4.5,
+              True, False, "yes", "no", "1990-02-03", date(1990, 2, 3), ["a@x.test"], [" b@x.test "], [None],
+              ["  "], ["a@x.test", "A@x.test"], ("030 111",), [], {"k": 1}, "a@x.test;b@x.test", "not a mail",
+              [42], ["+49 30 1"], "x" * 3]
+    for target in targets:
+        fast = compile_mapping({target: "v"}, "customer", default_region="DE")
+        general = compile_mapping({target: ["v", "v"]}, "customer", default_region="DE")
+        for value in values + [rnd.choice(values) for _ in range(20)]:
+            outcomes = []
+            for mapping in (fast, general):
+                try:
+                    outcomes.append(("ok", mapping({"v": value})))
+                except RecordError as exc:
+                    outcomes.append(("error", str(exc)))
+            assert outcomes[0] == outcomes[1], (target, value, outcomes)
