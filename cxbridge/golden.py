@@ -68,7 +68,10 @@ class Contribution(NamedTuple):
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    tz = value.tzinfo
+    if tz is UTC:
+        return value
+    return value.replace(tzinfo=UTC) if tz is None else value.astimezone(UTC)
 
 
 def _ts(value: datetime | None) -> float:
@@ -264,8 +267,21 @@ def assemble_single(
                 data["addresses"] = out
     if len(data) == 2 and not data["emails"] and not data["phones"]:
         return data, {"sources": []}
-    observed = _utc(modstamp).isoformat() if modstamp else None  # type: ignore[union-attr]
-    return data, {"sources": [[source, object_type, source_id, observed]]}
+    return data, {"sources": [[source, object_type, source_id, _observed(modstamp)]]}
+
+
+_LAST_OBSERVED: list[tuple[Any, str | None]] = [(object(), None)]
+
+
+def _observed(modstamp: datetime | None) -> str | None:
+    """``observed_at`` text of a modstamp; records changed together share a stamp, so the last one is kept
+    (one tuple swapped at once: threads never see one stamp with another's text)."""
+    last = _LAST_OBSERVED[0]
+    if last[0] is modstamp or last[0] == modstamp:
+        return last[1]
+    text = _utc(modstamp).isoformat() if modstamp else None  # type: ignore[union-attr]
+    _LAST_OBSERVED[0] = (modstamp, text)
+    return text
 
 
 def compact_provenance(prov: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:

@@ -40,18 +40,20 @@ class KeyBuilder:
     def __init__(self, match_on: Sequence[str] = ("email", "phone"), cross_ids: Sequence[str] = ()) -> None:
         self.emails = "email" in match_on
         self.phones = "phone" in match_on
-        self.cross = [(name, f"external_ids.{name}") for name in cross_ids]
+        self.cross = [(f"xid:{name}:", f"external_ids.{name}") for name in cross_ids]
 
     def __call__(self, patch: Mapping[str, Any]) -> tuple[str, ...]:
         keys: list[str] = []
         if self.emails:
-            keys.extend("email:" + e for e in patch.get("emails", ()))
+            for email in patch.get("emails", ()):
+                keys.append("email:" + email)
         if self.phones:
-            keys.extend("phone:" + p for p in patch.get("phones", ()))
-        for name, path in self.cross:
+            for phone in patch.get("phones", ()):
+                keys.append("phone:" + phone)
+        for prefix, path in self.cross:
             value = patch.get(path)
-            if value not in (None, ""):
-                keys.append(f"xid:{name}:{value}")
+            if value is not None and value != "":
+                keys.append(prefix + str(value))
         return tuple(keys)
 
     @staticmethod

@@ -542,7 +542,10 @@ _CUSTOMER_COLS = (
 def _customer_row(cid: str, data: dict[str, Any], prov: dict[str, Any], old: Any, now: datetime) -> list[Any]:
     """The ``customers`` row (values in ``_CUSTOMER_COLS`` order)."""
     emails, phones = data.get("emails") or [], data.get("phones") or []
-    full = data.get("full_name") or " ".join(p for p in (data.get("first_name"), data.get("last_name")) if p)
+    full = data.get("full_name")
+    if not full:
+        first, last = data.get("first_name"), data.get("last_name")
+        full = f"{first} {last}" if first and last else (first or last or "")
     consent = data.get("consent") or {}
     return [
         cid,
