@@ -37,7 +37,7 @@ def main() -> None:
         "identity": {"default_region": "DE", "cross_ids": ["erp_no"]},
         "sources": {"crm": {"adapter": "local-sql", "connection": {
             "url": f"sqlite:///{source}",
-            "page_size": 1000,
+            "page_size": int(os.environ.get("BENCH_PAGE", 1000)),
             "objects": {"customers": {
                 "table": "customers", "entity": "customer", "change_column": "updated_at",
                 "related": {

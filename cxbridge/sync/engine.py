@@ -364,14 +364,15 @@ class SyncEngine:
         """Run the change hooks for a committed batch, then apply what plugins produced."""
         context = StoreContext(self.store, self.config, self.pm, now=now or self.now(), run_id=run_id,
                                writable_sources=self.writable)
-        ids = sorted(set(customer_ids))
         for survivor, merged in merges:
             self._hook("customers_merged", run_id, context=context, survivor_id=survivor, merged_ids=list(merged))
         if interactions and self.pm.hook.interactions_recorded.get_hookimpls():
             models = [interaction_of(_Row(row)) for row in interactions]
             self._hook("interactions_recorded", run_id, context=context, interactions=models)
-        if ids and self.pm.hook.customers_changed.get_hookimpls():
-            self._hook("customers_changed", run_id, context=context, customer_ids=ids)
+        if self.pm.hook.customers_changed.get_hookimpls():
+            ids = sorted(set(customer_ids))
+            if ids:
+                self._hook("customers_changed", run_id, context=context, customer_ids=ids)
         for _round in range(3):  # events may cause more traits / events; bounded
             if not context.pending:
                 break
