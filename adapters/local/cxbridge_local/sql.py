@@ -42,6 +42,27 @@ _NO_STAMP = object()
 log = logging.getLogger(__name__)
 
 
+class _RowConverter:
+    """JSON-safe copies of a row's values; a column's last converted value is kept, because rows come in
+    change order and records changed together share their timestamps (one conversion per distinct value)."""
+
+    def __init__(self, width: int) -> None:
+        self.last: list[tuple[Any, Any]] = [(_NO_STAMP, None)] * width
+
+    def __call__(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        out = []
+        last = self.last
+        for i, value in enumerate(values):
+            if type(value) in _PLAIN:
+                out.append(value)
+                continue
+            seen = last[i]
+            if seen[0] is not value and seen[0] != value:
+                seen = last[i] = (value, jsonable(value))
+            out.append(seen[1])
+        return tuple(out)
+
+
 class LocalSqlAdapter(Adapter):
     """Reads (and writes back to) the tables of a local CRM database."""
 
@@ -140,6 +161,7 @@ class LocalSqlAdapter(Adapter):
         source = self.context.source
         construct = SourceRecord.trusted  # values are JSON-safe and modstamps aware UTC already
         plain = _PLAIN
+        converted = _RowConverter(n)
         out = []
         raw_stamp: Any = _NO_STAMP
         modstamp = None
@@ -154,7 +176,7 @@ class LocalSqlAdapter(Adapter):
             values = row[:n]
             for value in values:
                 if type(value) not in plain:
-                    values = tuple(map(jsonable, values))
+                    values = converted(values)
                     break
             fields = dict(zip(keys, values, strict=True))
             for name, related_values in related_items:
