@@ -37,6 +37,13 @@ class RawJSON(str):
 _dumps = compact_encoder()
 
 
+def _json_proc(v: Any) -> Any:
+    """A JSON column's value as text: :class:`RawJSON` as is, anything else serialized."""
+    if v is None:
+        return None
+    return v if isinstance(v, RawJSON) else _dumps(v)
+
+
 def _memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """A processor that remembers its last value (the page's ``now`` repeats in every row).
 
@@ -72,11 +79,7 @@ def _processors(conn: Connection, table: Table, cols: Sequence[str]) -> list[Cal
         column_type = table.c[name].type
         proc: Callable[[Any], Any] | None
         if isinstance(column_type, JSON):
-
-            def proc(v: Any) -> Any:
-                if v is None:
-                    return None
-                return v if isinstance(v, RawJSON) else _dumps(v)
+            proc = _json_proc
 
         elif isinstance(column_type, Boolean):
 
@@ -191,8 +194,15 @@ def _sqlite_upsert(
         first = values[0][i]
         for row in values:
             if row[i] is not first:
-                for r in values:
-                    r[i] = p(r[i])
+                if p is _json_proc:  # inline: a call per document saved (already serialized text is kept)
+                    dumps, raw = _dumps, RawJSON
+                    for r in values:
+                        v = r[i]
+                        if v is not None and v.__class__ is not raw:
+                            r[i] = dumps(v)
+                else:
+                    for r in values:
+                        r[i] = p(r[i])
                 break
         else:  # one object in every row (the page's timestamp, a flag, an empty document): convert it once
             converted = p(first)
