@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, func, select, update
@@ -146,7 +147,7 @@ class IdentityResolver:
         # links and keys of the page, final ids only
         link_rows: list[list[Any]] = []
         key_deletes: list[tuple[str, str, str, str]] = []
-        key_rows: dict[tuple[str, str], list[Any]] = {}  # (key, source id) -> row; a repeated pair once
+        key_rows: list[list[Any]] = []  # a pair repeated by a strange map is ignored by the insert
         merged = bool(page.alias)
         links = result.links
         for item, keys, (cid, rule) in zip(items, item_keys, assigned, strict=True):
@@ -161,14 +162,15 @@ class IdentityResolver:
                 # every key the old patch can have stored (whatever the configuration was then), minus today's
                 old_keys = keys_of.possible(item.old_patch)
                 key_deletes.extend((k, source, object_type, sid) for k in old_keys.difference(keys))
-                key_rows.update(((k, sid), [k, source, object_type, sid]) for k in keys if k not in old_keys)
+                key_rows.extend([k, source, object_type, sid] for k in keys if k not in old_keys)
             else:
                 for key in keys:
-                    key_rows[(key, sid)] = [key, source, object_type, sid]
+                    key_rows.append([key, source, object_type, sid])
         bulk_upsert_values(conn, s.source_links, _LINK_COLS, link_rows, ["source", "object_type", "source_id"])
         bulk_delete(conn, s.identity_keys, _KEY_COLS, key_deletes)
         # sorted: neighbouring inserts land in the same b-tree pages (email keys arrive in random order)
-        bulk_upsert_values(conn, s.identity_keys, _KEY_COLS, sorted(key_rows.values()), _KEY_COLS, [])
+        key_rows.sort(key=_FIRST)
+        bulk_upsert_values(conn, s.identity_keys, _KEY_COLS, key_rows, _KEY_COLS, [])
         page.recompute(source, object_type)
         return result
 
@@ -326,6 +328,7 @@ _LINK_COLS = (
     "source", "object_type", "source_id", "entity", "customer_id", "organization_id", "rule", "linked_at"
 )
 _KEY_COLS = ("key", "source", "object_type", "source_id")
+_FIRST = itemgetter(0)
 
 
 class _PageState:
