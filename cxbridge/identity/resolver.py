@@ -111,12 +111,14 @@ class IdentityResolver:
         page.load_key_owners({k for keys in item_keys for k in keys})
         # records in the page's key/link decisions (later records see earlier ones' keys)
         key_owner, affected, local, fresh = page.key_owner, page.affected, page.local, page.fresh
-        new_id = page.new_id
+        new_id, first_record, shared = page.new_id, page.first_record, page.shared
         simple = self.default_only
         assigned: list[tuple[str, str]] = []
+        key_deletes: list[tuple[str, str, str, str]] = []
+        key_rows: list[list[Any]] = []  # a pair repeated by a strange map is ignored by the insert
         for item, keys in zip(items, item_keys, strict=True):
             sid = item.record.source_id
-            cur = current.get(sid)
+            old_cid = cur = current.get(sid)
             known = cur is not None or not simple
             if not known:
                 for key in keys:
@@ -130,9 +132,12 @@ class IdentityResolver:
                 rule = decision.rule
                 if cur and cur != cid:
                     affected.add(cur)
+                if cid in first_record:
+                    shared.add(cid)
             else:  # nothing to decide (most records of an initial load): a new customer
                 cid = new_id()
                 fresh.add(cid)
+                first_record[cid] = item
                 rule = "new"
             assigned.append((cid, rule))
             for key in keys:
@@ -143,21 +148,7 @@ class IdentityResolver:
                     owners.add(cid)
             affected.add(cid)
             local[sid] = item
-        page.flush_merges(reason_prefix="identity")
-        # links and keys of the page, final ids only
-        link_rows: list[list[Any]] = []
-        key_deletes: list[tuple[str, str, str, str]] = []
-        key_rows: list[list[Any]] = []  # a pair repeated by a strange map is ignored by the insert
-        merged = bool(page.alias)
-        links = result.links
-        for item, keys, (cid, rule) in zip(items, item_keys, assigned, strict=True):
-            sid = item.record.source_id
-            if merged:
-                cid = page.final(cid)
-            links[sid] = cid
-            old_cid = current.get(sid)
-            if old_cid != cid:
-                link_rows.append([source, object_type, sid, "customer", cid, None, rule, now])
+            # the record's keys (a key names its record; which customer that is, the link says)
             if item.old_patch is not None and old_cid:
                 # every key the old patch can have stored (whatever the configuration was then), minus today's
                 old_keys = keys_of.possible(item.old_patch)
@@ -166,6 +157,18 @@ class IdentityResolver:
             else:
                 for key in keys:
                     key_rows.append([key, source, object_type, sid])
+        page.flush_merges(reason_prefix="identity")
+        # links of the page, final ids only
+        link_rows: list[list[Any]] = []
+        merged = bool(page.alias)
+        links = result.links
+        for item, (cid, rule) in zip(items, assigned, strict=True):
+            sid = item.record.source_id
+            if merged:
+                cid = page.final(cid)
+            links[sid] = cid
+            if current.get(sid) != cid:
+                link_rows.append([source, object_type, sid, "customer", cid, None, rule, now])
         bulk_upsert_values(conn, s.source_links, _LINK_COLS, link_rows, ["source", "object_type", "source_id"])
         bulk_delete(conn, s.identity_keys, _KEY_COLS, key_deletes)
         # sorted: neighbouring inserts land in the same b-tree pages (email keys arrive in random order)
@@ -344,6 +347,8 @@ class _PageState:
         self.pending_merges: list[tuple[str, list[str]]] = []
         self.merge_rule: dict[str, str] = {}
         self.fresh: set[str] = set()  # created in this page, all links local
+        self.first_record: dict[str, LiveItem] = {}  # customer created for a record without matches -> it
+        self.shared: set[str] = set()  # of those, customers a later record of the page joined
         self.affected: set[str] = set()
         self.local: dict[str, LiveItem] = {}
         self.new_id = _Ids("cus")
@@ -454,25 +459,17 @@ class _PageState:
         affected = {self.final(c) for c in self.affected} if self.alias else self.affected
         if not affected:
             return
-        contributions: dict[str, list[Contribution]] = {}
         fresh = affected & self.fresh
         # A customer created in this page has only this page's records; most have one (taken directly).
-        single: dict[str, LiveItem] = {}
-        links = self.result.links
-        for sid, item in self.local.items():
-            cid = links.get(sid, "")
-            if cid not in fresh:
-                continue
-            if cid in contributions:
-                contributions[cid].append(Contribution(source, object_type, sid, item.record.modstamp, item.patch))
-            elif cid in single:
-                first = single.pop(cid)
-                contributions[cid] = [
-                    Contribution(source, object_type, first.record.source_id, first.record.modstamp, first.patch),
-                    Contribution(source, object_type, sid, item.record.modstamp, item.patch),
-                ]
-            else:
-                single[cid] = item
+        single = {cid: item for cid, item in self.first_record.items() if cid in fresh and cid not in self.shared}
+        contributions: dict[str, list[Contribution]] = {}
+        if len(single) < len(fresh):
+            links = self.result.links
+            for sid, item in self.local.items():
+                cid = links.get(sid, "")
+                if cid in fresh and cid not in single:
+                    contributions.setdefault(cid, []).append(
+                        Contribution(source, object_type, sid, item.record.modstamp, item.patch))
         stored = sorted(affected - fresh)
         for cid in stored:
             contributions[cid] = []
@@ -507,14 +504,12 @@ class _PageState:
             self._remove_customers(removed)
         rows = []
         now, changed, rule = self.now, self.result.changed, self.r.survivorship
-        for cid in sorted(affected):
-            item = single.get(cid)
-            if item is not None:  # new in this page, one record
-                record = item.record
-                data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
-                rows.append(_customer_row(cid, data, prov, None, now))
-                changed.add(cid)
-                continue
+        for cid, item in single.items():  # new in this page, one record
+            record = item.record
+            data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
+            rows.append(_customer_row(cid, data, prov, None, now))
+        changed.update(single)
+        for cid in sorted(affected.difference(single)):
             contribs = contributions.get(cid)
             if not contribs:
                 continue
