@@ -1,9 +1,13 @@
 """Run the local pipeline once: SQL source (local-sql adapter) -> mapping -> identity -> SQLite store.
 
-Prints one JSON line: records, seconds, records/s, peak RSS (MiB) of this process. Run in a fresh process per
-measurement (peak RSS is per process).
+Prints one JSON line: records, seconds, records/s (wall and per CPU-second), the CPU time spent reading the
+source (``source_read_cpu_s``: the adapter's generator -- the source database's own queries and its rows
+turned into records) and the framework's rate without it (``framework_records_per_cpu_s``: mapping, hashing,
+identity, golden records, store writes and commits -- what ARCHITECTURE §8 budgets), peak RSS (MiB) of this
+process. Run in a fresh process per measurement (peak RSS is per process).
 
-Usage: ``python run.py SOURCE.db STORE.db [--profile OUT.txt]`` (``BENCH_PREFETCH=0``: no page reader thread)
+Usage: ``python run.py SOURCE.db STORE.db [--profile OUT.txt]`` (``BENCH_PREFETCH=0``: no page reader thread for
+adapters that use one; ``BENCH_PAGE=N``: page size, default 1000)
 """
 
 from __future__ import annotations
