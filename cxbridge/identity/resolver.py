@@ -108,46 +108,64 @@ class IdentityResolver:
         current = page.current_links(source, object_type, [item.record.source_id for item in items])
         keys_of = self.keys
         item_keys = [keys_of(item.patch) for item in items]
-        page.load_key_owners({k for keys in item_keys for k in keys})
-        # records in the page's key/link decisions (later records see earlier ones' keys)
+        page_keys = {k for keys in item_keys for k in keys}
+        page.load_key_owners(page_keys)
+        # A record without a link, whose keys no stored record and no other record of the page has, needs no
+        # decision: it gets a new customer made of it alone (most records of an initial load). The others go
+        # through the decision pass, where later records see earlier ones' keys.
         key_owner, affected, local, fresh = page.key_owner, page.affected, page.local, page.fresh
         new_id, first_record, shared = page.new_id, page.first_record, page.shared
+        repeated = _repeated_keys(item_keys) if len(page_keys) < sum(map(len, item_keys)) else _NO_KEYS
         simple = self.default_only
-        assigned: list[tuple[str, str]] = []
+        links = result.links
+        general: list[tuple[LiveItem, str, str]] = []  # (record, customer before merges, rule)
+        link_rows: list[list[Any]] = []
         key_deletes: list[tuple[str, str, str, str]] = []
         key_rows: list[list[Any]] = []  # a pair repeated by a strange map is ignored by the insert
         for item, keys in zip(items, item_keys, strict=True):
             sid = item.record.source_id
             old_cid = cur = current.get(sid)
-            known = cur is not None or not simple
-            if not known:
+            isolated = cur is None and simple
+            if isolated:
                 for key in keys:
-                    if key in key_owner:
-                        known = True
+                    if key in key_owner or key in repeated:
+                        isolated = False
                         break
-            if known:
-                cur = page.final(cur) if cur else None
-                decision = page.decide(item, keys, cur)
-                cid = page.apply(decision, cur)
-                rule = decision.rule
-                if cur and cur != cid:
-                    affected.add(cur)
-                if cid in first_record:
-                    shared.add(cid)
-            else:  # nothing to decide (most records of an initial load): a new customer
+            if isolated:
                 cid = new_id()
-                fresh.add(cid)
-                first_record[cid] = item
-                rule = "new"
-            assigned.append((cid, rule))
-            for key in keys:
-                owners = key_owner.get(key)
-                if owners is None:
-                    key_owner[key] = {cid}
-                else:
-                    owners.add(cid)
-            affected.add(cid)
-            local[sid] = item
+                links[sid] = cid
+                link_rows.append([source, object_type, sid, "customer", cid, None, "new", now])
+                page.alone.append((cid, item))
+            else:
+                known = cur is not None or not simple
+                if not known:
+                    for key in keys:
+                        if key in key_owner:
+                            known = True
+                            break
+                if known:
+                    cur = page.final(cur) if cur else None
+                    decision = page.decide(item, keys, cur)
+                    cid = page.apply(decision, cur)
+                    rule = decision.rule
+                    if cur and cur != cid:
+                        affected.add(cur)
+                    if cid in first_record:
+                        shared.add(cid)
+                else:  # new, but another record of the page shares a key: it may join this customer
+                    cid = new_id()
+                    fresh.add(cid)
+                    first_record[cid] = item
+                    rule = "new"
+                general.append((item, cid, rule))
+                for key in keys:
+                    owners = key_owner.get(key)
+                    if owners is None:
+                        key_owner[key] = {cid}
+                    else:
+                        owners.add(cid)
+                affected.add(cid)
+                local[sid] = item
             # the record's keys (a key names its record; which customer that is, the link says)
             if item.old_patch is not None and old_cid:
                 # every key the old patch can have stored (whatever the configuration was then), minus today's
@@ -158,11 +176,9 @@ class IdentityResolver:
                 for key in keys:
                     key_rows.append([key, source, object_type, sid])
         page.flush_merges(reason_prefix="identity")
-        # links of the page, final ids only
-        link_rows: list[list[Any]] = []
+        # links of the decided records, final ids only
         merged = bool(page.alias)
-        links = result.links
-        for item, (cid, rule) in zip(items, assigned, strict=True):
+        for item, cid, rule in general:
             sid = item.record.source_id
             if merged:
                 cid = page.final(cid)
@@ -274,6 +290,22 @@ class _Ids:
                 + pairs[(value >> 10) & 1023] + pairs[value & 1023])
 
 
+_NO_KEYS: frozenset[str] = frozenset()
+
+
+def _repeated_keys(item_keys: Sequence[tuple[str, ...]]) -> set[str]:
+    """Keys that more than one record of the page has."""
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for keys in item_keys:
+        for key in keys:
+            if key in seen:
+                repeated.add(key)
+            else:
+                seen.add(key)
+    return repeated
+
+
 def key_owners(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str]]:
     """``(key, golden id)`` for every stored record that has one of ``keys`` and is linked to a customer.
 
@@ -347,6 +379,7 @@ class _PageState:
         self.pending_merges: list[tuple[str, list[str]]] = []
         self.merge_rule: dict[str, str] = {}
         self.fresh: set[str] = set()  # created in this page, all links local
+        self.alone: list[tuple[str, LiveItem]] = []  # customers made of one record that matches nothing
         self.first_record: dict[str, LiveItem] = {}  # customer created for a record without matches -> it
         self.shared: set[str] = set()  # of those, customers a later record of the page joined
         self.affected: set[str] = set()
@@ -457,7 +490,7 @@ class _PageState:
 
     def recompute(self, source: str, object_type: str) -> None:
         affected = {self.final(c) for c in self.affected} if self.alias else self.affected
-        if not affected:
+        if not affected and not self.alone:
             return
         fresh = affected & self.fresh
         # A customer created in this page has only this page's records; most have one (taken directly).
@@ -504,6 +537,11 @@ class _PageState:
             self._remove_customers(removed)
         rows = []
         now, changed, rule = self.now, self.result.changed, self.r.survivorship
+        for cid, item in self.alone:
+            record = item.record
+            data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
+            rows.append(_customer_row(cid, data, prov, None, now))
+        changed.update(cid for cid, _item in self.alone)
         for cid, item in single.items():  # new in this page, one record
             record = item.record
             data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)

@@ -10,8 +10,8 @@ from sqlalchemy import select
 from cxbridge import hookimpl
 from cxbridge.adapters import StreamInfo
 from cxbridge.golden import load_customers
-from cxbridge.identity.resolver import key_owners
 from cxbridge.hooktypes import IdentityDecision
+from cxbridge.identity.resolver import key_owners
 from cxbridge.store import schema as s
 from cxbridge.testing.memory import MemoryAdapter, memory_setup
 
@@ -228,3 +228,80 @@ def test_concurrent_page_transactions_do_not_duplicate_a_new_person(store: Any) 
         links = conn.execute(select(s.source_links.c.customer_id)).all()
     assert len(customers) == 200
     assert len(links) == 400
+
+
+def test_customers_are_the_connected_components_of_shared_keys(store: Any) -> None:
+    """Records inserted over several runs, in pages of varying sizes, by two sources: after every run each golden
+    customer is exactly one connected component of the records' shared emails, phones and cross-system ids
+    (records alone, records sharing keys within a page, with stored records, and records that bridge
+    customers), each record is linked once, every key is stored once per record, no key names two customers
+    and every id ever handed out resolves to its customer."""
+    import random
+
+    rnd = random.Random(11)
+    a, b = shop(), callcentre()
+    a.page_size, b.page_size = 7, 5
+    eng = engine(store, {"shop": a, "cc": b})
+    records: dict[tuple[str, str], set[str]] = {}  # (source, id) -> keys
+    seen_ids: set[str] = set()
+    for run in range(5):
+        for i in range(40):
+            n = run * 40 + i
+            email = f"p{rnd.randrange(70)}@x.test" if rnd.random() < 0.7 else None
+            if i % 6 in (1, 2):  # pairs of records with an email nobody had: new people, twice in one page
+                email = f"new{n - i % 6 + 1}@x.test"
+            phone = f"030 {1000 + rnd.randrange(60)}" if rnd.random() < 0.4 else None
+            erp = f"K{rnd.randrange(40)}" if rnd.random() < 0.3 else None
+            keys = {f"email:{email}"} if email else set()
+            keys |= {"phone:+4930" + phone[4:]} if phone else set()
+            keys |= {f"xid:erp_no:{erp}"} if erp else set()
+            named = (f"N{n}", email, phone, erp)
+            if n % 3:
+                fields = {k: v for k, v in zip(("fn", "email", "phone", "erp"), named, strict=True) if v}
+                a.put("customers", f"s{n}", fields, modstamp=T0 + timedelta(minutes=n))
+                records[("shop", f"s{n}")] = keys
+            else:
+                fields = {k: v for k, v in zip(("name", "mail", "tel", "kdnr"), named, strict=True) if v}
+                b.put("contacts", f"c{n}", fields, modstamp=T0 + timedelta(minutes=n))
+                records[("cc", f"c{n}")] = keys
+        assert all(r.status == "succeeded" for r in eng.run())
+        customers = golden(store)
+        seen_ids |= {c.id for c in customers}
+        assert {frozenset((lk.source, lk.source_id) for lk in c.links) for c in customers} == _components(records)
+        assert sum(len(c.links) for c in customers) == len(records)
+        with store.connect() as conn:
+            ik = s.identity_keys
+            rows = conn.execute(select(ik.c.key, ik.c.source, ik.c.source_id)).all()
+            assert sorted(rows) == sorted((k, src, sid) for (src, sid), keys in records.items() for k in keys)
+            owners: dict[str, set[str]] = {}
+            for key, cid in key_owners(conn, sorted({k for keys in records.values() for k in keys})):
+                owners.setdefault(key, set()).add(cid)
+            assert all(len(ids) == 1 for ids in owners.values())
+            # every id ever handed out is a customer or an alias of one
+            assert {c.id for c in load_customers(conn, sorted(seen_ids))} == {c.id for c in customers}
+        for c in customers:  # the golden record holds every email of its records
+            mine = {(lk.source, lk.source_id) for lk in c.links}
+            assert set(c.emails) == {k[6:] for rec in mine for k in records[rec] if k.startswith("email:")}
+
+
+def _components(records: dict[tuple[str, str], set[str]]) -> set[frozenset[tuple[str, str]]]:
+    """Records grouped by shared keys, transitively (union-find)."""
+    parent = {r: r for r in records}
+
+    def root(r: tuple[str, str]) -> tuple[str, str]:
+        while parent[r] != r:
+            parent[r] = parent[parent[r]]
+            r = parent[r]
+        return r
+
+    by_key: dict[str, tuple[str, str]] = {}
+    for rec, keys in records.items():
+        for key in keys:
+            if key in by_key:
+                parent[root(rec)] = root(by_key[key])
+            else:
+                by_key[key] = rec
+    groups: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for rec in records:
+        groups.setdefault(root(rec), set()).add(rec)
+    return {frozenset(g) for g in groups.values()}
