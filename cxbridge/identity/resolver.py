@@ -35,7 +35,7 @@ from ..golden import IN_CHUNK, Contribution, Survivorship, assemble_compact, ass
 from ..hooktypes import IdentityCandidate, IdentityDecision, IdentityMatch
 from ..models import SourceRecord
 from ..store import schema as s
-from ..sync.bulk import SQLITE_IN_CHUNK, bulk_delete, bulk_upsert, bulk_upsert_values, select_in
+from ..sync.bulk import bulk_delete, bulk_upsert, bulk_upsert_values, select_in, sqlite_in_rows
 from .default import decide as default_decide
 from .keys import KeyBuilder
 
@@ -114,7 +114,7 @@ class IdentityResolver:
         # decision: it gets a new customer made of it alone (most records of an initial load). The others go
         # through the decision pass, where later records see earlier ones' keys.
         key_owner, affected, local, fresh = page.key_owner, page.affected, page.local, page.fresh
-        new_id, first_record, shared = page.new_id, page.first_record, page.shared
+        new_id = page.new_id
         repeated = _repeated_keys(item_keys) if len(page_keys) < sum(map(len, item_keys)) else _NO_KEYS
         simple = self.default_only
         links = result.links
@@ -150,12 +150,9 @@ class IdentityResolver:
                     rule = decision.rule
                     if cur and cur != cid:
                         affected.add(cur)
-                    if cid in first_record:
-                        shared.add(cid)
                 else:  # new, but another record of the page shares a key: it may join this customer
                     cid = new_id()
                     fresh.add(cid)
-                    first_record[cid] = item
                     rule = "new"
                 general.append((item, cid, rule))
                 for key in keys:
@@ -310,8 +307,8 @@ def key_owners(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str]]:
     """``(key, golden id)`` for every stored record that has one of ``keys`` and is linked to a customer.
 
     A key names its source record; the record's link names the customer, so keys never go stale when customers
-    merge. One statement per 5,000 keys (SQLite, through the DBAPI cursor like
-    :func:`cxbridge.sync.bulk.select_in`) or per 500 (other backends).
+    merge. One statement per 5,000 keys (SQLite, :func:`cxbridge.sync.bulk.sqlite_in_rows`) or per 500 (other
+    backends).
     """
     if not keys:
         return []
@@ -325,16 +322,7 @@ def key_owners(conn: Connection, keys: Sequence[str]) -> list[tuple[str, str]]:
                 k.c.key.in_(part), sl.c.customer_id.is_not(None))
             out.extend((key, cid) for key, cid in conn.execute(query))
         return out
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        rows: list[tuple[str, str]] = []
-        for start in range(0, len(keys), SQLITE_IN_CHUNK):
-            part = keys[start : start + SQLITE_IN_CHUNK]
-            cursor.execute(_KEY_OWNERS_SQL + ",".join("?" * len(part)) + ")", list(part))
-            rows.extend(cursor.fetchall())
-        return rows
-    finally:
-        cursor.close()
+    return sqlite_in_rows(conn, _KEY_OWNERS_SQL, (), keys)
 
 
 _KEY_OWNERS_SQL = (
@@ -380,8 +368,6 @@ class _PageState:
         self.merge_rule: dict[str, str] = {}
         self.fresh: set[str] = set()  # created in this page, all links local
         self.alone: list[tuple[str, LiveItem]] = []  # customers made of one record that matches nothing
-        self.first_record: dict[str, LiveItem] = {}  # customer created for a record without matches -> it
-        self.shared: set[str] = set()  # of those, customers a later record of the page joined
         self.affected: set[str] = set()
         self.local: dict[str, LiveItem] = {}
         self.new_id = _Ids("cus")
@@ -493,14 +479,13 @@ class _PageState:
         if not affected and not self.alone:
             return
         fresh = affected & self.fresh
-        # A customer created in this page has only this page's records; most have one (taken directly).
-        single = {cid: item for cid, item in self.first_record.items() if cid in fresh and cid not in self.shared}
+        # a customer created in this page (beside the ones of one record alone) has only this page's records
         contributions: dict[str, list[Contribution]] = {}
-        if len(single) < len(fresh):
+        if fresh:
             links = self.result.links
             for sid, item in self.local.items():
                 cid = links.get(sid, "")
-                if cid in fresh and cid not in single:
+                if cid in fresh:
                     contributions.setdefault(cid, []).append(
                         Contribution(source, object_type, sid, item.record.modstamp, item.patch))
         stored = sorted(affected - fresh)
@@ -542,12 +527,7 @@ class _PageState:
             data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
             rows.append(_customer_row(cid, data, prov, None, now))
         changed.update(cid for cid, _item in self.alone)
-        for cid, item in single.items():  # new in this page, one record
-            record = item.record
-            data, prov = assemble_single(source, object_type, record.source_id, record.modstamp, item.patch)
-            rows.append(_customer_row(cid, data, prov, None, now))
-        changed.update(single)
-        for cid in sorted(affected.difference(single)):
+        for cid in sorted(affected):
             contribs = contributions.get(cid)
             if not contribs:
                 continue

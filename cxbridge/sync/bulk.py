@@ -101,8 +101,8 @@ def _sqlite_utc_processor(general: Callable[[Any], Any] | None) -> Callable[[Any
     """:class:`~cxbridge.store.schema.UTCDateTime` on SQLite: UTC and naive (= UTC) datetimes are written as
     ``isoformat(" ", "microseconds")`` -- the text SQLAlchemy's SQLite ``DATETIME`` stores
     (``2024-01-02 03:04:05.000006``; tested against it) -- without the type decorator's conversions; other
-    values take the general processor. A modstamp differs per row, so remembering the last value does not help
-    there."""
+    values take the general processor. The last value is remembered: records changed together share a
+    modstamp."""
     assert general is not None
     utc = UTC
 
@@ -256,10 +256,15 @@ def select_in(
         return out
     head = f"SELECT {', '.join(columns)} FROM {table.name} WHERE "
     head += "".join(f"{k} = ? AND " for k in equal) + f"{in_column} IN ("
-    fixed = list(equal.values())
+    return sqlite_in_rows(conn, head, list(equal.values()), values)
+
+
+def sqlite_in_rows(conn: Connection, head: str, fixed: Sequence[Any], values: Sequence[Any]) -> list[Any]:
+    """Rows of ``head`` -- SQL ending in ``IN (`` -- run on SQLite's DBAPI cursor of ``conn`` (same
+    transaction) with ``fixed`` parameters first and one statement per 5,000 ``values``."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
-        rows: list[tuple[Any, ...]] = []
+        rows: list[Any] = []
         for part in chunked(list(values), SQLITE_IN_CHUNK):
             cursor.execute(head + ",".join("?" * len(part)) + ")", [*fixed, *part])
             rows.extend(cursor.fetchall())
