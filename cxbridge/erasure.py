@@ -346,9 +346,9 @@ def _delete(conn: Connection, person: _Person) -> dict[str, int]:
         ),
     )
     ik = s.identity_keys
-    for part in chunked(sorted(person.links), 300):
-        if person.stored_keys:
-            record = tuple_(ik.c.source, ik.c.object_type, ik.c.source_id)
+    if person.stored_keys:
+        record = tuple_(ik.c.source, ik.c.object_type, ik.c.source_id)
+        for part in chunked(sorted(person.links), 300):
             run("identity_keys", delete(ik).where(ik.c.key.in_(sorted(person.stored_keys)),
                                                   record.in_(list(part))))
     for table in (s.source_links, s.traits, s.trait_history, s.events, s.interactions):

@@ -30,7 +30,7 @@ from typing import Any, NamedTuple, TypeVar
 from pydantic import BaseModel
 from sqlalchemy import Connection, select
 
-from .models import Customer, Provenance, SourceLink, Trait
+from .models import Customer, Provenance, SourceLink, Trait, _assume_valid
 from .store import schema as s
 
 __all__ = [
@@ -384,17 +384,11 @@ def _trusted(cls: type[_M]) -> Callable[..., _M]:
     if cls.__pydantic_post_init__ or any(f.alias or f.validation_alias for f in fields.values()):
         return cls.model_construct
     names = tuple(fields)
-    new, set_attr = cls.__new__, object.__setattr__
 
     def make(**values: Any) -> _M:
         if tuple(values) != names:  # fields left out or in another order: pydantic's own path
             return cls.model_construct(**values)
-        model = new(cls)
-        set_attr(model, "__dict__", values)
-        set_attr(model, "__pydantic_fields_set__", set(names))
-        set_attr(model, "__pydantic_extra__", None)
-        set_attr(model, "__pydantic_private__", None)
-        return model
+        return _assume_valid(cls, values)
 
     return make
 

@@ -276,10 +276,7 @@ class PageWriter:
 
     def _customers(self, conn: Connection, object_type: str, live: list[Any], dead: list[SourceRecord],
                    old: dict[str, Any], quiet: set[str], now: datetime, out: PageOutcome) -> None:
-        if old:
-            items = [LiveItem(rec, patch, old.get(rec.source_id)) for rec, patch in live]
-        else:
-            items = [LiveItem(rec, patch, None) for rec, patch in live]
+        items = [LiveItem(rec, patch, old.get(rec.source_id)) for rec, patch in live]
         result = self.resolver.link(conn, self.source, object_type, items, now)
         if quiet:
             loud = {cid for sid, cid in result.links.items() if sid not in quiet}
