@@ -78,7 +78,7 @@ def _hash_and_blob(record: SourceRecord) -> tuple[str, RawJSON]:
         digest = hashlib.blake2b(raw + tail.encode(), digest_size=16).hexdigest()
     else:
         digest = hashlib.blake2b(raw + _LIVE_TAIL, digest_size=16).hexdigest()
-    return digest, RawJSON(raw.decode())
+    return digest, RawJSON(raw, "utf-8")  # decoded straight into the str subclass (one copy)
 
 
 def _chunks(items: Sequence[Any]) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -158,3 +159,68 @@ def test_trusted_source_record_equals_a_validated_one() -> None:
         assert fast == slow and fast.model_dump() == slow.model_dump()
         assert fast.model_fields_set == slow.model_fields_set
     assert SourceRecord.trusted("s", "o", "1", None, {}).associations == {}
+
+
+@pytest.mark.parametrize("rows_in_batch", [1, 3, 20])
+def test_sqlite_upsert_with_shared_values_inlined_stores_what_core_stores(store_factory, rows_in_batch) -> None:  # type: ignore[no-untyped-def]
+    """Values every row of a batch shares are written into the statement as literals (None, ints, short
+    texts); the stored rows -- values and SQLite storage classes -- equal a Core upsert's, for inserts and for
+    the update on conflict, with quotes, NUL characters, long texts, flags and JSON among the shared values."""
+    from cxbridge.store.ops import upsert
+    from cxbridge.sync.bulk import RawJSON, bulk_upsert_values
+
+    fast_store, core_store = store_factory.sqlite(), store_factory.sqlite()
+    now = datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+    cols = ("source", "object_type", "source_id", "modstamp", "content_hash", "fields", "associations",
+            "mapped", "deleted", "merged_into", "first_seen", "last_seen", "run_id")
+    keys = ["source", "object_type", "source_id"]
+    shared_doc = {"a": 1}
+
+    def batch(round_: int) -> list[list[object]]:
+        run = "run'1" if round_ == 0 else "x" * 2000  # long texts stay bound parameters
+        return [
+            ["O'Brien's \"shop\"", "nul\x00inside", f"id{i}", now, f"h{round_}",
+             RawJSON(f'{{"n":{i}}}') if round_ else shared_doc, {} if round_ else {"o": ["1"]},
+             shared_doc if round_ else {"first_name": "Zoë"}, bool(round_), None if round_ == 0 else "m'1",
+             now, now, run]
+            for i in range(rows_in_batch)
+        ]
+
+    for round_ in (0, 1):
+        with fast_store.begin() as conn:
+            bulk_upsert_values(conn, s.source_records, cols, batch(round_), keys)
+        with core_store.begin() as conn:
+            rows = [dict(zip(cols, row, strict=True)) for row in batch(round_)]
+            for row in rows:
+                if isinstance(row["fields"], RawJSON):
+                    row["fields"] = json.loads(row["fields"])
+            upsert(conn, s.source_records, rows, keys)
+        query = ("SELECT " + ", ".join(f"typeof({c}), {c}" for c in cols)
+                 + " FROM source_records ORDER BY source_id")
+        with fast_store.connect() as fast, core_store.connect() as core:
+            got = fast.exec_driver_sql(query).all()
+            assert got == core.exec_driver_sql(query).all()
+        assert len(got) == rows_in_batch
+    # the customers table: ints (version), flags and NULLs shared by every row
+    crow = ["cus_1", {"emails": []}, {"sources": []}, "Ann", None, None, None, False, True, 3, now, now]
+    ccols = ("id", "data", "provenance", "display_name", "primary_email", "primary_phone", "organization_id",
+             "erased", "processing_opt_out", "version", "created_at", "updated_at")
+    crows = [[f"cus_{i}", *crow[1:]] for i in range(rows_in_batch)]
+    with fast_store.begin() as conn:
+        bulk_upsert_values(conn, s.customers, ccols, [list(r) for r in crows], ["id"])
+    with core_store.begin() as conn:
+        upsert(conn, s.customers, [dict(zip(ccols, r, strict=True)) for r in crows], ["id"])
+    query = "SELECT " + ", ".join(f"typeof({c}), {c}" for c in ccols) + " FROM customers ORDER BY id"
+    with fast_store.connect() as fast, core_store.connect() as core:
+        assert fast.exec_driver_sql(query).all() == core.exec_driver_sql(query).all()
+
+
+def test_sql_literals_quote_texts_and_leave_other_values_bound() -> None:
+    from cxbridge.sync.bulk import RawJSON, _sql_literal
+
+    assert _sql_literal(None) == "NULL"
+    assert _sql_literal(7) == "7" and _sql_literal(-1) == "-1"
+    assert _sql_literal("it's") == "'it''s'"
+    assert _sql_literal(RawJSON("{}")) == "'{}'"
+    for bound in (True, 1.5, b"x", "a\x00b", "x" * 513, datetime(2024, 1, 1)):
+        assert _sql_literal(bound) is None
