@@ -203,6 +203,22 @@ class Bridge:
         return forget(self.store, self.adapters(), identifier, pm=self.pm,
                       default_region=self.config.identity.default_region)
 
+    def pending_erasures(self) -> list[Any]:
+        """CRM records of forgotten people that their CRM has not confirmed erasing yet (oldest first)."""
+        from .erasure import pending_erasures
+
+        with self.store.connect() as conn:
+            return pending_erasures(conn)
+
+    def retry_erasures(self) -> Any:
+        """Ask the CRMs again to erase what they did not confirm (:func:`cxbridge.erasure.retry_erasures`).
+
+        :returns: the :class:`~cxbridge.erasure.ErasureRetryReport` (per source: erased now, still pending).
+        """
+        from .erasure import retry_erasures
+
+        return retry_erasures(self.store, self.adapters())
+
     # ------------------------------------------------------------------------------------------ 360 view
 
     def find_customer_id(self, ref: str) -> str:

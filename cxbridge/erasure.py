@@ -11,6 +11,11 @@ is random per workspace (stored in ``source_state``), so hashes cannot be matche
 
 The sync engine consults the ledger so the person is not imported again: :func:`erased_source_keys` for
 records by id and :func:`is_erased` for records by their identity keys.
+
+A CRM that cannot erase right away (an outage, a rate limit, a record it refuses, an adapter that cannot be
+built) must not be forgotten with the person: the records it still holds are kept in ``erasure_pending`` --
+their CRM ids only -- and :func:`retry_erasures` (``cxbridge erasures retry``) asks again until the CRM confirms;
+the ledger's per-source status follows.
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ from .store.ops import chunked, upsert, utcnow
 
 __all__ = [
     "ErasureReport",
+    "ErasureRetryReport",
     "erased_source_keys",
     "forget",
     "is_erased",
     "ledger_hashes",
+    "pending_erasures",
     "resolve_customer",
+    "retry_erasures",
     "source_key",
     "workspace_salt",
 ]
@@ -185,6 +193,7 @@ def forget(
     now: datetime | None = None,
     default_region: str | None = None,
     on_plugin_failure: Callable[[Any], None] | None = None,
+    unavailable: Mapping[str, str] | None = None,
 ) -> ErasureReport:
     """Erase a person everywhere: linked CRMs that support it, the store, and record the hashed ledger.
 
@@ -194,6 +203,8 @@ def forget(
     :param identifier: email, phone number, golden id or a merged (alias) id.
     :param pm: plugin manager; ``customer_erased`` is called after the store removed the person.
     :param default_region: region for phone numbers without a country code (``identity.default_region``).
+    :param unavailable: configured sources whose adapter could not be built -> why; their records are kept
+        for :func:`retry_erasures` like any failed erasure.
     :raises NotFound: nobody matches ``identifier``.
     """
     now = now or utcnow()
@@ -203,10 +214,15 @@ def forget(
             raise NotFound(f"no customer matches {identifier!r}")
         people = _collect(conn, cid)
     report = ErasureReport(customer_id=cid, merged_ids=sorted(people.ids - {cid}))
-    report.sources = _erase_in_sources(adapters, people.links)
+    report.sources, failures = _erase_in_sources(adapters, people.links, unavailable or {})
     with store.begin() as conn:
         hashes = ledger_hashes(conn, sorted(people.ledger_keys))
         report.deleted = _delete(conn, people)
+        upsert(conn, schema.erasure_pending, [
+            {"source": source, "object_type": ref.object_type, "source_id": ref.source_id, "customer_id": cid,
+             "requested_at": now, "attempts": 1, "last_attempt_at": now, "last_error": error[:2000]}
+            for source, failed in failures.items() for ref, error in failed.items()
+        ], key_cols=["source", "object_type", "source_id"])
         upsert(
             conn,
             schema.erasure_ledger,
@@ -290,38 +306,144 @@ def _collect(conn: Connection, cid: str) -> _Person:
     return _Person(ids=ids, links=links, refs=set(links) | interactions, ledger_keys=keys, stored_keys=stored)
 
 
-def _erase_in_sources(adapters: Mapping[str, Adapter], links: Sequence[tuple[str, str, str]]) -> dict[str, str]:
+def _erase_in_sources(
+    adapters: Mapping[str, Adapter], links: Sequence[tuple[str, str, str]], unavailable: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, dict[RecordRef, str]]]:
+    """Ask each source to erase its records: (source -> status, source -> {record: error} still to erase)."""
     by_source: dict[str, list[RecordRef]] = {}
     for source, object_type, source_id in links:
         by_source.setdefault(source, []).append(RecordRef(object_type, source_id))
     status: dict[str, str] = {}
+    failures: dict[str, dict[RecordRef, str]] = {}
     for source, refs in sorted(by_source.items()):
+        if source in unavailable:
+            status[source] = f"failed: {unavailable[source]}"
+            failures[source] = dict.fromkeys(refs, unavailable[source])
+            continue
         adapter = adapters.get(source)
         if adapter is None:
             status[source] = "source not configured"
             continue
-        if "erase" not in adapter.capabilities:
-            status[source] = "not supported by the adapter"
+        status[source], failed = _erase_in_source(source, adapter, refs)
+        if failed:
+            failures[source] = failed
+    return status, failures
+
+
+def _erase_in_source(source: str, adapter: Adapter, refs: Sequence[RecordRef]) -> tuple[str, dict[RecordRef, str]]:
+    """Ask one adapter to erase ``refs``: its status (``erased`` / ``failed: …`` / ``not supported by the
+    adapter``) and the records it did not confirm, with the reason."""
+    if "erase" not in adapter.capabilities:
+        return "not supported by the adapter", {}
+    try:
+        results = adapter.erase(list(refs))
+    except NotImplementedError:
+        return "not supported by the adapter", {}
+    except Exception as exc:  # reported per source; the store is cleaned regardless
+        logger.warning("erasure in %s failed: %s", source, exc)
+        reason = f"{type(exc).__name__}: {exc}"
+        return f"failed: {reason}", dict.fromkeys(refs, reason)
+    by_key = {r.key: r for r in results}
+    failed: dict[RecordRef, str] = {}
+    for ref in refs:
+        result = by_key.get(f"{ref.object_type}:{ref.source_id}")
+        if result is None:
+            failed[ref] = "no answer"
+        elif not result.ok:
+            failed[ref] = str(result.error)
+    if failed:
+        return "failed: " + "; ".join(f"{r.object_type}:{r.source_id}: {e}" for r, e in failed.items()), failed
+    return "erased", {}
+
+
+@dataclass
+class ErasureRetryReport:
+    """The outcome of :func:`retry_erasures`, per source.
+
+    :param erased: records the CRM confirmed now.
+    :param pending: records still to erase.
+    :param errors: why records are still pending (the last error, or why the source was not asked).
+    """
+
+    erased: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing is left to erase."""
+        return not any(self.pending.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"erased": dict(self.erased), "pending": dict(self.pending), "errors": dict(self.errors),
+                "ok": self.ok}
+
+
+def pending_erasures(conn: Connection) -> list[Any]:
+    """Rows of ``erasure_pending`` (source, object_type, source_id, customer_id, requested_at, attempts,
+    last_attempt_at, last_error), oldest request first."""
+    p = schema.erasure_pending
+    return list(conn.execute(select(p).order_by(p.c.requested_at, p.c.source, p.c.object_type, p.c.source_id)))
+
+
+def retry_erasures(
+    store: Store,
+    adapters: Mapping[str, Adapter],
+    *,
+    now: datetime | None = None,
+    unavailable: Mapping[str, str] | None = None,
+) -> ErasureRetryReport:
+    """Ask the CRMs again to erase the records of forgotten people they did not confirm before.
+
+    Confirmed records leave ``erasure_pending`` and the ledger's status of their source becomes ``erased`` once
+    none of the person's records in it is pending; the others count another attempt with the new error. A source
+    without an adapter (not configured, or in ``unavailable``) is not asked; its records stay pending.
+    """
+    now = now or utcnow()
+    unavailable = unavailable or {}
+    p, led = schema.erasure_pending, schema.erasure_ledger
+    with store.connect() as conn:
+        rows = pending_erasures(conn)
+    by_source: dict[str, list[Any]] = {}
+    for row in rows:
+        by_source.setdefault(row.source, []).append(row)
+    report = ErasureRetryReport()
+    for source, items in sorted(by_source.items()):
+        adapter = adapters.get(source)
+        report.erased[source] = 0
+        report.pending[source] = len(items)
+        if source in unavailable or adapter is None:
+            report.errors[source] = unavailable.get(source, "source not configured")
             continue
-        try:
-            results = adapter.erase(refs)
-        except NotImplementedError:
-            status[source] = "not supported by the adapter"
+        refs = [RecordRef(r.object_type, r.source_id) for r in items]
+        status, failed = _erase_in_source(source, adapter, refs)
+        if not failed and status != "erased":  # not supported (any more): nothing was asked
+            report.errors[source] = status
             continue
-        except Exception as exc:  # reported per source; the store is cleaned regardless
-            status[source] = f"failed: {type(exc).__name__}: {exc}"
-            logger.warning("erasure in %s failed: %s", source, exc)
-            continue
-        failed = [f"{r.key}: {r.error}" for r in results if not r.ok]
-        answered = {r.key for r in results}
-        missing = [
-            f"{r.object_type}:{r.source_id}" for r in refs if f"{r.object_type}:{r.source_id}" not in answered
-        ]
-        if failed or missing:
-            status[source] = "failed: " + "; ".join(failed + [f"{m}: no answer" for m in missing])
-        else:
-            status[source] = "erased"
-    return status
+        with store.begin() as conn:
+            done = [ref for ref in refs if ref not in failed]
+            for part in chunked(done, 300):
+                keys = [(source, r.object_type, r.source_id) for r in part]
+                conn.execute(delete(p).where(tuple_(p.c.source, p.c.object_type, p.c.source_id).in_(keys)))
+            for ref, error in failed.items():
+                conn.execute(p.update().where(p.c.source == source, p.c.object_type == ref.object_type,
+                                              p.c.source_id == ref.source_id)
+                             .values(attempts=p.c.attempts + 1, last_attempt_at=now, last_error=error[:2000]))
+            owner = {RecordRef(r.object_type, r.source_id): r.customer_id for r in items}
+            for cid in sorted(set(owner.values())):
+                left = [f"{ref.object_type}:{ref.source_id}: {error}" for ref, error in failed.items()
+                        if owner[ref] == cid]
+                stored = conn.execute(select(led.c.sources_status).where(led.c.customer_id == cid).limit(1))
+                current = dict(stored.scalar_one_or_none() or {})
+                current[source] = ("failed: " + "; ".join(left)) if left else "erased"
+                conn.execute(led.update().where(led.c.customer_id == cid).values(sources_status=current))
+        report.erased[source] = len(refs) - len(failed)
+        report.pending[source] = len(failed)
+        if failed:
+            report.errors[source] = status.removeprefix("failed: ")
+        logger.info("erasure retry in %s: %d erased, %d still pending", source, len(refs) - len(failed),
+                    len(failed))
+    return report
 
 
 def _delete(conn: Connection, person: _Person) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""``cxbridge forget <email|phone|id>``: erase a person (GDPR art. 17) in the store and every CRM."""
+"""``cxbridge forget <email|phone|id>``: erase a person (GDPR art. 17) in the store and every CRM;
+``cxbridge erasures list|retry``: CRM erasures that did not go through yet."""
 
 from __future__ import annotations
 
@@ -11,6 +12,26 @@ from .context import get_state
 
 __all__ = ["register"]
 
+erasures_app = typer.Typer(
+    help="CRM erasures of forgotten people that a CRM has not confirmed yet (kept as CRM record ids only).",
+    no_args_is_help=True,
+)
+
+
+def _adapters(config: Any, pm: Any, store: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Adapters of the enabled sources, and the sources whose adapter could not be built -> why."""
+    from ..errors import CxbridgeError
+    from ..sources import build_adapter
+
+    adapters: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    for name in config.enabled_sources():
+        try:
+            adapters[name] = build_adapter(config, name, pm=pm, store=store)
+        except CxbridgeError as exc:
+            broken[name] = f"cannot build adapter: {exc}"
+    return adapters, broken
+
 
 def forget(
     ctx: typer.Context,
@@ -20,12 +41,12 @@ def forget(
 ) -> None:
     """Erase a person: ask each linked CRM that supports it to erase, purge the store, keep a hashed ledger.
 
-    Exit code 1 when a CRM could not erase (the store is purged regardless; the report says which).
+    Exit code 1 when a CRM could not erase (the store is purged regardless; the report says which, and
+    `cxbridge erasures retry` asks that CRM again).
     """
     from ..erasure import forget as do_forget
     from ..erasure import resolve_customer
-    from ..errors import CxbridgeError, NotFound
-    from ..sources import build_adapter
+    from ..errors import NotFound
     from ..store import open_store
 
     state = get_state(ctx)
@@ -39,21 +60,12 @@ def forget(
             raise NotFound(f"no customer matches {identifier!r}")
         if not yes and not typer.confirm(f"Erase customer {cid} everywhere? This cannot be undone"):
             raise typer.Exit(1)
-        adapters: dict[str, Any] = {}
-        broken: dict[str, str] = {}
-        for name in config.enabled_sources():
-            try:
-                adapters[name] = build_adapter(config, name, pm=pm, store=store)
-            except CxbridgeError as exc:
-                broken[name] = f"failed: cannot build adapter: {exc}"
+        adapters, broken = _adapters(config, pm, store)
         try:
-            report = do_forget(store, adapters, cid, pm=pm, default_region=region)
+            report = do_forget(store, adapters, cid, pm=pm, default_region=region, unavailable=broken)
         finally:
             for adapter in adapters.values():
                 adapter.close()
-    for name, status in broken.items():
-        if name in report.sources:
-            report.sources[name] = status
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -71,10 +83,73 @@ def forget(
             style = "green" if status == "erased" else "red" if status.startswith("failed") else "yellow"
             table.add_row(name, f"[{style}]{status}[/]")
         console.print(table)
+        if not report.ok:
+            console.print("the records those CRMs still hold are kept (ids only) for `cxbridge erasures retry`")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@erasures_app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """CRM records of forgotten people still to erase, oldest request first."""
+    from ..erasure import pending_erasures
+    from ..store import open_store
+
+    config = get_state(ctx).load_config()
+    with open_store(config.store.url, base_dir=config.workspace) as store, store.connect() as conn:
+        rows = [dict(row._mapping) for row in pending_erasures(conn)]
+    if as_json:
+        typer.echo(json.dumps(rows, default=str, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("source", "object", "record", "customer", "requested", "attempts", "last error",
+                  title=f"pending CRM erasures ({len(rows)})")
+    for row in rows:
+        table.add_row(row["source"], row["object_type"], row["source_id"], row["customer_id"],
+                      row["requested_at"].strftime("%Y-%m-%d %H:%M:%S"), str(row["attempts"]),
+                      row["last_error"][:120])
+    Console().print(table)
+
+
+@erasures_app.command("retry")
+def retry_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Ask the CRMs again to erase what they did not confirm. Exit code 1 while anything is left."""
+    from ..erasure import retry_erasures
+    from ..store import open_store
+
+    state = get_state(ctx)
+    config = state.load_config()
+    pm = state.plugin_manager()
+    with open_store(config.store.url, base_dir=config.workspace) as store:
+        adapters, broken = _adapters(config, pm, store)
+        try:
+            report = retry_erasures(store, adapters, unavailable=broken)
+        finally:
+            for adapter in adapters.values():
+                adapter.close()
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+    elif not report.erased:
+        typer.echo("no CRM erasures pending")
+    else:
+        for source in sorted(report.erased):
+            line = f"{source}: {report.erased[source]} erased, {report.pending[source]} still pending"
+            if report.errors.get(source):
+                line += f" ({report.errors[source]})"
+            typer.echo(line)
     if not report.ok:
         raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``forget`` to the root app."""
+    """Add ``forget`` and ``erasures`` to the root app."""
     app.command("forget")(forget)
+    app.add_typer(erasures_app, name="erasures")

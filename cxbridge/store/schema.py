@@ -12,7 +12,7 @@ Tables, by concern:
 - source mirror: ``source_records`` (raw fields, content hash, tombstones), ``interactions``
 - sync: ``cursors``, ``sync_runs``, ``quarantine``, ``plugin_failures``, ``source_state``, ``rate_budgets``
 - write-back: ``outbox``, ``writeback_state`` (last value known in the CRM per field), ``inbox`` (webhooks)
-- privacy: ``erasure_ledger``
+- privacy: ``erasure_ledger``, ``erasure_pending`` (CRM erasures to try again)
 """
 
 from __future__ import annotations
@@ -410,4 +410,21 @@ erasure_ledger = Table(
     Column("customer_id", ID),
     Column("requested_at", TS, nullable=False),
     Column("sources_status", JSON, nullable=False, default=dict),
+)
+
+# A CRM that could not erase a forgotten person's record (an outage, a rate limit, a record it refused) keeps
+# the record's key here until ``cxbridge erasures retry`` succeeds: the store itself no longer knows which CRM
+# records belonged to the person. Only CRM record ids are kept -- no name, email or phone -- and each row goes
+# once the CRM confirms the erasure.
+erasure_pending = Table(
+    "erasure_pending",
+    metadata,
+    Column("source", NAME, primary_key=True),
+    Column("object_type", NAME, primary_key=True),
+    Column("source_id", NAME, primary_key=True),
+    Column("customer_id", ID, nullable=False),  # the erased golden id (the ledger's customer_id)
+    Column("requested_at", TS, nullable=False),
+    Column("attempts", Integer, nullable=False, default=1),
+    Column("last_attempt_at", TS, nullable=False),
+    Column("last_error", Text, nullable=False),
 )

@@ -5,10 +5,11 @@
 
 Health policy: the status is ``degraded`` (``/health`` answers 503) only when the process cannot do its job
 -- the store is unreachable. Problems of the data or of a CRM (the last run of a stream failed, dead-lettered
-write-backs, open quarantine, failed webhook events) are listed under ``attention`` with status ``ok``: a
-restart would not fix them, and a load balancer that took the instance out of service would also stop the
-webhook intake. Alert on them through ``/metrics`` (``cxbridge_sync_last_run{status="failed"}``,
-``cxbridge_outbox_rows{status="dead"}``...).
+write-backs, open quarantine, failed webhook events, CRM erasures not confirmed yet) are listed under
+``attention`` with status ``ok``: a restart would not fix them, and a load balancer that took the instance out
+of service would also stop the webhook intake. Alert on them through ``/metrics``
+(``cxbridge_sync_last_run{status="failed"}``, ``cxbridge_outbox_rows{status="dead"}``,
+``cxbridge_erasures_pending``...).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def health_report(store: Any, enabled_sources: Iterable[str] = ()) -> dict[str, 
             quarantine = _grouped(conn, s.quarantine, "source", where=s.quarantine.c.status == "open")
             outbox = _grouped(conn, s.outbox, "status")
             inbox = _grouped(conn, s.inbox, "status")
+            erasures = _grouped(conn, s.erasure_pending, "source")
     except Exception as exc:  # the store is down: say so, do not raise (health must answer)
         logger.warning("health: store unreachable: %s", exc)
         report["status"] = "degraded"
@@ -101,11 +103,16 @@ def health_report(store: Any, enabled_sources: Iterable[str] = ()) -> dict[str, 
         attention.append(f"{dead} write-back(s) dead-lettered (cxbridge outbox dead)")
     if failed_events:
         attention.append(f"{failed_events} webhook event(s) failed (the next poll re-reads them)")
+    pending_erasures = sum(erasures.values())
+    if pending_erasures:
+        attention.append(
+            f"{pending_erasures} CRM erasure(s) of forgotten people pending (cxbridge erasures retry)")
     report.update(
         streams=streams,
         quarantine_open=open_q,
         outbox={status: n for (status,), n in sorted(outbox.items())},
         webhook_events={status: n for (status,), n in sorted(inbox.items())},
+        erasures_pending={source: n for (source,), n in sorted(erasures.items())},
         attention=attention,
     )
     return report
@@ -133,6 +140,7 @@ def store_metrics(store: Any) -> list[MetricFamily]:
             quarantine = _grouped(conn, s.quarantine, "source", "stream", where=s.quarantine.c.status == "open")
             outbox = _grouped(conn, s.outbox, "source", "status")
             inbox = _grouped(conn, s.inbox, "source", "status")
+            erasures = _grouped(conn, s.erasure_pending, "source")
             customers = conn.execute(
                 select(func.count()).select_from(s.customers).where(s.customers.c.erased.is_(False))
             ).scalar_one()
@@ -169,4 +177,8 @@ def store_metrics(store: Any) -> list[MetricFamily]:
     ib = MetricFamily("cxbridge_webhook_events", "gauge", "Webhook events in the inbox by source and status.")
     for (source, status), n in inbox.items():
         ib.add(n, {"source": source, "status": status})
-    return [*families, last, last_ts, read, changed, quarantined, calls, n_runs, q, ob, ib]
+    er = MetricFamily("cxbridge_erasures_pending", "gauge",
+                      "CRM records of forgotten people their CRM has not confirmed erasing, by source.")
+    for (source,), n in erasures.items():
+        er.add(n, {"source": source})
+    return [*families, last, last_ts, read, changed, quarantined, calls, n_runs, q, ob, ib, er]

@@ -9,7 +9,7 @@ import pytest
 from outbox_kit import T0, FakeCRM, remote_error, seed_customer
 from sqlalchemy import func, select
 
-from cxbridge.adapters import RecordRef
+from cxbridge.adapters import RecordRef, WriteResult
 from cxbridge.erasure import erased_source_keys, forget, is_erased, ledger_hashes
 from cxbridge.errors import NotFound
 from cxbridge.store import Store, schema
@@ -279,3 +279,99 @@ def test_customer_erased_hook_and_per_workspace_salt(store_factory) -> None:
         h2 = ledger_hashes(conn, ["email:ann@example.com"])["email:ann@example.com"]
     assert calls == [("cus_ann", [h1])]
     assert h1 != h2  # salted per workspace
+
+
+class _Flaky(FakeCRM):
+    """A CRM whose erasure is down (raises) or refuses some records until told otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.down = False
+        self.refuse: set[str] = set()
+        self.calls: list[list[RecordRef]] = []  # type: ignore[assignment]
+
+    def erase(self, refs):  # type: ignore[no-untyped-def]
+        self.calls.append(list(refs))
+        if self.down:
+            raise remote_error()
+        out = []
+        for ref in refs:
+            if ref.source_id in self.refuse:
+                out.append(WriteResult(f"{ref.object_type}:{ref.source_id}", ok=False, error="423 locked"))
+            else:
+                out.extend(super().erase([ref]))
+        return out
+
+
+def _pending(store: Store) -> list[tuple[str, str, str, str, int, str]]:
+    from cxbridge.erasure import pending_erasures
+
+    with store.connect() as conn:
+        return [(r.source, r.object_type, r.source_id, r.customer_id, r.attempts, r.last_error[:20])
+                for r in pending_erasures(conn)]
+
+
+def _ledger_status(store: Store) -> list[dict[str, str]]:
+    with store.connect() as conn:
+        return conn.execute(select(schema.erasure_ledger.c.sources_status)).scalars().all()
+
+
+def test_crm_erasures_that_fail_are_kept_and_retried_until_confirmed(store: Store) -> None:
+    """A CRM that is down or refuses a record during `forget` keeps the record's CRM id (nothing else) in
+    erasure_pending; retries ask again only for those records, count attempts, and bring the ledger's per-source
+    status to `erased` once the CRM confirms."""
+    from cxbridge.erasure import retry_erasures
+    from cxbridge.web.health import health_report, store_metrics
+    from cxbridge.web.metrics import render
+
+    crm, erp = _Flaky(), _Flaky()
+    crm.down, erp.refuse = True, {"D1"}
+    _seed_ann(store, crm, erp)
+    report = forget(store, {"crm": crm, "erp": erp}, ANN, now=T0)
+    assert report.sources["crm"].startswith("failed: RemoteError")
+    assert report.sources["erp"] == "failed: debtors:D1: 423 locked" and not report.ok
+    assert _pending(store) == [("crm", "contacts", "1", "cus_ann", 1, "RemoteError: source "),
+                               ("erp", "debtors", "D1", "cus_ann", 1, "423 locked")]
+    assert ("contacts", "1") in crm.records and ("debtors", "D1") in erp.records
+    dump = _dump(store)
+    for secret in ("ann@example.com", "+4930123456", "ERP4711", "Ann"):
+        assert secret not in dump  # the pending rows keep CRM ids only
+    health = health_report(store)
+    assert health["erasures_pending"] == {"crm": 1, "erp": 1}
+    assert "2 CRM erasure(s) of forgotten people pending (cxbridge erasures retry)" in health["attention"]
+    metrics = render(store_metrics(store))
+    assert 'cxbridge_erasures_pending{source="erp"} 1' in metrics
+
+    # the CRM is still down, the ERP no longer refuses; a source without an adapter is not asked
+    erp.refuse = set()
+    retry = retry_erasures(store, {"crm": crm, "erp": erp}, now=T0 + timedelta(hours=1))
+    assert retry.erased == {"crm": 0, "erp": 1} and retry.pending == {"crm": 1, "erp": 0} and not retry.ok
+    assert erp.calls[-1] == [RecordRef("debtors", "D1")] and ("debtors", "D1") not in erp.records
+    assert _pending(store) == [("crm", "contacts", "1", "cus_ann", 2, "RemoteError: source ")]
+    assert all(s["erp"] == "erased" and s["crm"].startswith("failed: contacts:1: RemoteError") for s in
+               _ledger_status(store))
+    unasked = retry_erasures(store, {"erp": erp})
+    assert unasked.pending == {"crm": 1} and unasked.errors == {"crm": "source not configured"}
+    assert _pending(store)[0][4] == 2  # not an attempt
+
+    crm.down = False
+    retry = retry_erasures(store, {"crm": crm, "erp": erp})
+    assert retry.erased == {"crm": 1} and retry.ok and crm.calls[-1] == [RecordRef("contacts", "1")]
+    assert ("contacts", "1") not in crm.records and ("contacts", "2") in crm.records
+    assert _pending(store) == []
+    assert all(s == {"crm": "erased", "erp": "erased"} for s in _ledger_status(store))
+    assert retry_erasures(store, {"crm": crm, "erp": erp}).to_json() == {
+        "erased": {}, "pending": {}, "errors": {}, "ok": True}
+    assert health_report(store)["erasures_pending"] == {}
+
+
+def test_a_source_whose_adapter_cannot_be_built_keeps_its_records_pending(store: Store) -> None:
+    from cxbridge.erasure import retry_erasures
+
+    crm = FakeCRM()
+    _seed_ann(store, crm)
+    report = forget(store, {}, ANN, unavailable={"crm": "cannot build adapter: token missing"})
+    assert report.sources == {"crm": "failed: cannot build adapter: token missing", "erp": "source not configured"}
+    assert _pending(store) == [("crm", "contacts", "1", "cus_ann", 1, "cannot build adapter")]
+    assert retry_erasures(store, {"crm": crm}).erased == {"crm": 1}
+    assert crm.erased == [RecordRef("contacts", "1")] and _pending(store) == []

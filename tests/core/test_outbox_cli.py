@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
 from cxbridge import hookimpl
-from cxbridge.adapters import AdapterInfo
+from cxbridge.adapters import AdapterInfo, RecordRef
 from cxbridge.cli.app import create_app
 from cxbridge.cli.runner import run
 from cxbridge.config.models import WritebackRule
@@ -119,3 +119,31 @@ def test_forget_cli(workspace, crm, capsys) -> None:
         assert conn.execute(select(func.count()).select_from(schema.customers)).scalar_one() == 1
     code, out, _ = cli(workspace, capsys, "forget", "bob@example.com", "--yes")
     assert code == 0 and "cus_bob" in out and "erased" in out
+
+
+def test_erasures_cli_lists_and_retries_what_a_crm_did_not_erase(workspace, crm, capsys, monkeypatch) -> None:
+    from outbox_kit import remote_error
+
+    with open_store(workspace["url"]) as store:
+        seed_customer(store, "cus_ann", "1", mirror={}, crm=crm, emails=["ann@example.com"])
+
+    def down(refs):  # type: ignore[no-untyped-def]
+        raise remote_error()
+
+    monkeypatch.setattr(crm, "erase", down)
+    code, out, _ = cli(workspace, capsys, "forget", "ann@example.com", "--yes")
+    assert code == 1 and "failed: RemoteError" in out and "cxbridge erasures retry" in out
+    code, out, _ = cli(workspace, capsys, "erasures", "list", "--json")
+    (row,) = json.loads(out)
+    assert code == 0 and (row["source"], row["object_type"], row["source_id"], row["attempts"]) == (
+        "crm", "contacts", "1", 1) and "503" in row["last_error"]
+    code, out, _ = cli(workspace, capsys, "erasures", "retry")
+    assert code == 1 and out.startswith("crm: 0 erased, 1 still pending (RemoteError")
+    monkeypatch.undo()
+    code, out, _ = cli(workspace, capsys, "erasures", "list")
+    assert code == 0 and "pending CRM erasures (1)" in out and "contacts" in out
+    code, out, _ = cli(workspace, capsys, "erasures", "retry")
+    assert code == 0 and out == "crm: 1 erased, 0 still pending\n"
+    assert ("contacts", "1") not in crm.records and crm.erased == [RecordRef("contacts", "1")]
+    code, out, _ = cli(workspace, capsys, "erasures", "retry")
+    assert code == 0 and out == "no CRM erasures pending\n"

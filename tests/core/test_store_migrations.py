@@ -35,7 +35,7 @@ def _expected() -> dict[str, dict[str, bool]]:
 
 def test_upgrade_creates_exactly_the_schema(store: Store) -> None:
     assert _reflect(store) == _expected()
-    assert len(_expected()) == 20
+    assert len(_expected()) == 21
     insp = inspect(store.engine)
     for table in schema.metadata.sorted_tables:
         pk = insp.get_pk_constraint(table.name)["constrained_columns"]
