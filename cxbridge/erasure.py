@@ -4,7 +4,8 @@
 asks every linked source whose adapter can ``erase`` to erase its records, then -- in one store transaction
 -- deletes everything cxbridge keeps about the person (golden record, aliases, links, identity keys, traits
 and their history, events, interactions, the mirrored source records, write-back state, pending writes and
-quarantined rows) and writes **hashed** ledger entries. The ledger keeps no readable identifier: each
+quarantined rows), redacts the stored webhook events that mention them (:func:`_mentions`) and writes
+**hashed** ledger entries. The ledger keeps no readable identifier: each
 entry is ``sha256(workspace salt, key)`` of the person's identity keys (``email:<normalized>``,
 ``phone:<E.164>``, ``xid:<name>:<value>``) and source record keys (``src:<source>:<object>:<id>``). The salt
 is random per workspace (stored in ``source_state``), so hashes cannot be matched across installations.
@@ -29,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import pluggy
-from sqlalchemy import Connection, delete, or_, select, tuple_
+from sqlalchemy import Connection, delete, or_, select, tuple_, update
 
 from .adapters import Adapter, RecordRef
 from .errors import NotFound
@@ -486,4 +487,71 @@ def _delete(conn: Connection, person: _Person) -> dict[str, int]:
     for part in chunked(refs, 300):
         pairs = [(src, sid) for src, _, sid in part]
         run("quarantine", delete(q).where(tuple_(q.c.source, q.c.source_id).in_(pairs)))
+    counts["inbox"] = _redact_inbox(conn, person)
     return {k: v for k, v in counts.items() if v}
+
+
+#: what a webhook event that mentioned an erased person keeps: its id (so a redelivery is still recognised)
+_REDACTED = {"redacted": "cxbridge forget"}
+
+
+def _redact_inbox(conn: Connection, person: _Person) -> int:
+    """Redact the stored webhook events (``inbox``) that mention the person; returns how many.
+
+    Every stored event is read (the inbox holds the webhook deliveries of all sources); an event mentions the
+    person when :func:`_mentions` finds one of their records' ids under a record-id key in an event of that
+    record's source, or one of their email addresses or phone numbers in any text. The row keeps its event id
+    and gets the status ``erased`` (not re-processed: the person is gone, and the next poll re-reads anything
+    else).
+    """
+    ib = schema.inbox
+    ids: dict[str, set[str]] = {}
+    for source, _object_type, source_id in person.links:
+        ids.setdefault(source, set()).add(source_id)
+    emails = {k[6:] for k in person.ledger_keys if k.startswith("email:")}
+    phones = {_digits(k[6:]) for k in person.ledger_keys if k.startswith("phone:")}
+    hits = [
+        row.id for row in conn.execute(select(ib.c.id, ib.c.source, ib.c.payload).order_by(ib.c.id))
+        if row.payload != _REDACTED and _mentions(row.payload, ids.get(row.source, set()), emails, phones)
+    ]
+    now = utcnow()
+    for part in chunked(hits, 500):
+        conn.execute(update(ib).where(ib.c.id.in_(part)).values(
+            payload=_REDACTED, status="erased", processed_at=now, error=None))
+    return len(hits)
+
+
+#: keys of webhook payloads that hold record ids (HubSpot: ``objectId``, ``primaryObjectId``,
+#: ``mergedObjectIds``, ``fromObjectId``...; Salesforce change events: ``recordIds``) -- not ``eventId``,
+#: ``subscriptionId``, ``portalId`` or ``appId``, which are small numbers too
+_RECORD_ID_KEYS = ("objectid", "objectids", "recordid", "recordids", "sourceid", "source_id")
+
+
+def _digits(text: str) -> str:
+    return "".join(ch for ch in text if ch.isdigit())
+
+
+def _mentions(
+    value: Any, ids: set[str], emails: set[str], phones: set[str], key: str = "", depth: int = 0
+) -> bool:
+    """Whether a webhook payload mentions a person: one of ``ids`` (record ids in the event's source) as the
+    value of a record-id key (:data:`_RECORD_ID_KEYS`), an email of ``emails`` (any case,
+    any spacing) or a phone of ``phones`` (compared digit by digit: ``+49 30 123456`` is ``+4930123456``) in
+    any text. Nested objects and lists are searched to a depth of 8."""
+    if depth > 8:
+        return False
+    if isinstance(value, dict):
+        return any(_mentions(v, ids, emails, phones, str(k), depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_mentions(v, ids, emails, phones, key, depth + 1) for v in value)
+    if isinstance(value, bool) or value is None:
+        return False
+    text = str(value)
+    if ids and key.lower().endswith(_RECORD_ID_KEYS) and text in ids:
+        return True
+    if isinstance(value, str):
+        if emails and "@" in text and text.strip().lower() in emails:
+            return True
+        if phones and len(text) >= 6 and _digits(text) in phones:
+            return True
+    return False

@@ -393,7 +393,7 @@ inbox = Table(
     Column("source", NAME, nullable=False),
     Column("event_id", NAME, nullable=False),
     Column("payload", JSON, nullable=False),
-    Column("status", String(16), nullable=False, default="new"),  # new | processed | failed
+    Column("status", String(16), nullable=False, default="new"),  # new | processed | failed | erased
     Column("received_at", TS, nullable=False),
     Column("processed_at", TS),
     Column("error", Text),

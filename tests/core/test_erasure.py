@@ -375,3 +375,44 @@ def test_a_source_whose_adapter_cannot_be_built_keeps_its_records_pending(store:
     assert _pending(store) == [("crm", "contacts", "1", "cus_ann", 1, "cannot build adapter")]
     assert retry_erasures(store, {"crm": crm}).erased == {"crm": 1}
     assert crm.erased == [RecordRef("contacts", "1")] and _pending(store) == []
+
+
+def test_forget_redacts_the_stored_webhook_events_that_mention_the_person(store: Store) -> None:
+    """HubSpot-shaped events (Source: developers.hubspot.com/docs/api/webhooks) naming Ann by her contact id,
+    her email or her phone in another format lose their payload and are not processed again; Bob's events and
+    events of other sources that only share a number stay as they were."""
+    crm = FakeCRM()
+    _seed_ann(store, crm)
+
+    def event(n: int, source: str = "crm", status: str = "processed", **fields: object) -> dict[str, object]:
+        payload = {"eventId": n, "subscriptionId": 7, "portalId": 62515, "occurredAt": 1767225600000,
+                   "attemptNumber": 0, "changeSource": "CRM_UI", **fields}
+        return {"source": source, "event_id": str(n), "payload": payload, "status": status, "received_at": T0}
+
+    rows = [
+        event(1, subscriptionType="contact.propertyChange", objectId=1, propertyName="email",
+              propertyValue="Ann@Example.com"),  # Ann by id (and email), processed
+        event(2, status="failed", subscriptionType="contact.privacyDeletion", objectId=1),  # Ann, failed
+        event(3, subscriptionType="contact.merge", objectId=2, primaryObjectId=2, mergedObjectIds=[1, 2],
+              newObjectId=2),  # names Ann's id in a list
+        event(4, subscriptionType="contact.propertyChange", objectId=99, propertyName="phone",
+              propertyValue="+49 30 123456"),  # Ann's phone, another record
+        event(5, subscriptionType="contact.propertyChange", objectId=2, propertyName="email",
+              propertyValue="bob@x.org", portalId=1, subscriptionId=1),  # Bob; Ann's id as account ids
+        event(6, source="shop", subscriptionType="contact.creation", objectId=1),  # id 1 of another source
+        event(7, subscriptionType="contact.propertyChange", objectId=2, propertyName="employees",
+              propertyValue="1"),  # Bob; "1" is not under an id key
+    ]
+    with store.begin() as conn:
+        conn.execute(schema.inbox.insert(), rows)
+    report = forget(store, {"crm": crm}, ANN)
+    assert report.deleted["inbox"] == 4
+    with store.connect() as conn:
+        stored = {r.event_id: r for r in conn.execute(select(schema.inbox))}
+    for n in ("1", "2", "3", "4"):
+        assert stored[n].payload == {"redacted": "cxbridge forget"} and stored[n].status == "erased", n
+    for n in ("5", "6", "7"):
+        assert stored[n].payload == next(r["payload"] for r in rows if r["event_id"] == n), n
+    assert stored["5"].status == "processed"
+    dump = _dump(store)
+    assert "ann@example.com" not in dump.lower() and "30 123456" not in dump
