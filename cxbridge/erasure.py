@@ -500,7 +500,7 @@ def _redact_inbox(conn: Connection, person: _Person) -> int:
 
     Every stored event is read (the inbox holds the webhook deliveries of all sources); an event mentions the
     person when :func:`_mentions` finds one of their records' ids under a record-id key in an event of that
-    record's source, or one of their email addresses or phone numbers in any text. The row keeps its event id
+    record's source, or one of their email addresses or phone numbers as a text value. The row keeps its event id
     and gets the status ``erased`` (not re-processed: the person is gone, and the next poll re-reads anything
     else).
     """
@@ -535,9 +535,10 @@ def _mentions(
     value: Any, ids: set[str], emails: set[str], phones: set[str], key: str = "", depth: int = 0
 ) -> bool:
     """Whether a webhook payload mentions a person: one of ``ids`` (record ids in the event's source) as the
-    value of a record-id key (:data:`_RECORD_ID_KEYS`), an email of ``emails`` (any case,
-    any spacing) or a phone of ``phones`` (compared digit by digit: ``+49 30 123456`` is ``+4930123456``) in
-    any text. Nested objects and lists are searched to a depth of 8."""
+    value of a record-id key (:data:`_RECORD_ID_KEYS`), or a text value that is an email of ``emails`` (any
+    case, surrounding spaces) or a phone of ``phones`` in international form (compared digit by digit:
+    ``+49 30 123456`` is ``+4930123456``; a national form is not recognised). Emails inside longer texts are not
+    searched for. Nested objects and lists are searched to a depth of 8."""
     if depth > 8:
         return False
     if isinstance(value, dict):
