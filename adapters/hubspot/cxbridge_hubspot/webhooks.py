@@ -60,6 +60,13 @@ log = logging.getLogger(__name__)
 MAX_AGE_MS = 5 * 60 * 1000
 #: An event still ``new`` this long after it arrived was accepted by a process that stopped before finishing.
 STALE_AFTER = timedelta(minutes=10)
+#: Finished events (``processed``, ``erased``) are kept this long, then deleted: long enough to recognise every
+#: redelivery (HubSpot retries a delivery up to 10 times, spread over 24 hours -- Source:
+#: https://developers.hubspot.com/docs/api/webhooks, "Retries"), short enough that the inbox does not keep
+#: property values (emails, names) for ever nor grow with every change ever made in the CRM.
+RETENTION = timedelta(days=7)
+#: how often a receiver deletes expired events of a source (checked when it finishes processing a delivery)
+PRUNE_EVERY = timedelta(hours=1)
 _LEGACY = {"contact": "contacts", "company": "companies", "deal": "deals", "ticket": "tickets"}
 
 
@@ -149,6 +156,13 @@ class InboxStore(Protocol):
         process died before finishing); oldest first."""
         ...
 
+    # Optional: ``prune(source, finished_before) -> int`` deletes the events of ``source`` that were processed
+    # (or erased) before ``finished_before`` and returns how many; a store without it keeps everything.
+
+
+#: statuses of events nothing will process again (``erased``: redacted by ``cxbridge forget``)
+_FINISHED = ("processed", "erased")
+
 
 class MemoryInbox:
     """An in-process :class:`InboxStore` (tests, single-shot tools)."""
@@ -170,7 +184,14 @@ class MemoryInbox:
              error: str | None = None) -> None:
         for event_id in event_ids:
             if (source, event_id) in self.events:
-                self.events[(source, event_id)].update(status=status, error=error)
+                self.events[(source, event_id)].update(status=status, error=error, finished=now)
+
+    def prune(self, source: str, finished_before: datetime) -> int:
+        old = [key for key, e in self.events.items() if key[0] == source and e["status"] in _FINISHED
+               and e.get("finished") is not None and e["finished"] < finished_before]
+        for key in old:
+            del self.events[key]
+        return len(old)
 
 
 class StoreInbox:
@@ -207,6 +228,17 @@ class StoreInbox:
             conn.execute(update(t).where(t.c.source == source, t.c.event_id.in_(ids))
                          .values(status=status, processed_at=now, error=error))
 
+    def prune(self, source: str, finished_before: datetime) -> int:
+        from sqlalchemy import delete
+
+        from cxbridge.store import schema
+
+        t = schema.inbox
+        with self.store.begin() as conn:
+            result = conn.execute(delete(t).where(t.c.source == source, t.c.status.in_(_FINISHED),
+                                                  t.c.processed_at < finished_before))
+        return int(result.rowcount or 0)
+
     def unfinished(self, source: str, received_before: datetime) -> list[Any]:
         from sqlalchemy import and_, or_, select
 
@@ -232,13 +264,19 @@ class WebhookReceiver:
     :param now: the clock.
     :param url_for: source name -> the public URL HubSpot calls, when it differs from what the server sees.
     :param streams_for: source name -> the streams it syncs (events of other objects are ignored).
+    :param retention: finished events older than this are deleted (at most every :data:`PRUNE_EVERY` per
+        source, after a delivery was processed); None keeps them.
     """
 
     def __init__(self, *, secret_for: Callable[[str], str | None], inbox: InboxStore, dispatch: Dispatch,
                  now: Callable[[], datetime] = lambda: datetime.now(UTC),
                  url_for: Callable[[str], str | None] = lambda source: None,
-                 streams_for: Callable[[str], Iterable[str] | None] = lambda source: None) -> None:
+                 streams_for: Callable[[str], Iterable[str] | None] = lambda source: None,
+                 retention: timedelta | None = RETENTION) -> None:
         self.secret_for, self.inbox, self.dispatch, self.now = secret_for, inbox, dispatch, now
+        self.retention = retention
+        self.pruned = 0
+        self._pruned_at: dict[str, datetime] = {}
         self.url_for, self.streams_for = url_for, streams_for
         self.rejected = 0
         self.duplicates = 0
@@ -309,6 +347,7 @@ class WebhookReceiver:
                 return
             self.processed += len(plan.event_ids)
             self._mark(source, plan.event_ids, "processed", None)
+            self._prune(source)
         finally:
             with self._idle:
                 self._busy -= 1
@@ -319,6 +358,26 @@ class WebhookReceiver:
             self.inbox.mark(source, event_ids, status, self.now(), error)
         except Exception:  # the store is gone: the rows stay 'new', which the log makes visible
             log.exception("could not record webhook status %s", status, extra={"source": source})
+
+    def _prune(self, source: str) -> None:
+        """Delete the source's finished events older than ``retention`` (at most every ``PRUNE_EVERY``)."""
+        prune = getattr(self.inbox, "prune", None)
+        if self.retention is None or prune is None:
+            return
+        now = self.now()
+        last = self._pruned_at.get(source)
+        if last is not None and now - last < PRUNE_EVERY:
+            return
+        self._pruned_at[source] = now
+        try:
+            removed = prune(source, now - self.retention)
+        except Exception:  # the store is unavailable: the next delivery tries again after PRUNE_EVERY
+            log.exception("hubspot webhooks: deleting expired events failed", extra={"source": source})
+            return
+        self.pruned += removed
+        if removed:
+            log.info("hubspot webhooks: deleted %d event(s) finished before the retention window", removed,
+                     extra={"source": source})
 
     def recover(self, source: str, *, stale_after: timedelta = STALE_AFTER) -> int:
         """Process again the events of ``source`` that failed, or were accepted but never finished (the process

@@ -186,3 +186,49 @@ def test_bridge_receiver_queues_rereads_for_the_next_run(fake, sqlite_store, plu
     assert by_id[c].fields["firstname"] == "Quinn" and by_id["77"].deleted
     assert state.get("webhook.pending.contacts") is None
     assert _post(client, fake, events, ts=now_ms).json() == {"accepted": 0, "duplicates": 2}  # store inbox
+
+
+def test_finished_events_are_deleted_after_the_retention_window(fake, wired):
+    """Processed events stay while HubSpot may redeliver them (24 h), go after RETENTION (7 days); failed ones
+    stay until they are processed. Deleting runs at most every PRUNE_EVERY per source."""
+    from cxbridge_hubspot.webhooks import PRUNE_EVERY, RETENTION
+
+    client, receiver, inbox, _, _ = wired
+    c = fake.add("contacts", {"email": "ann@example.com", "firstname": "Ann"})
+
+    def change(n: int) -> list[dict]:
+        return [{"eventId": n, "subscriptionType": "contact.propertyChange", "objectId": int(c),
+                 "propertyName": "firstname", "propertyValue": "Ann", "occurredAt": fake.clock.ms()}]
+
+    assert _post(client, fake, change(1)).json()["accepted"] == 1
+    inbox.add("hs", "2", change(2)[0], fake.clock.now())
+    inbox.mark("hs", ["2"], "failed", fake.clock.now(), "RemoteError")
+    fake.clock.sleep(timedelta(hours=25).total_seconds())
+    assert _post(client, fake, change(1)).json() == {"accepted": 0, "duplicates": 1}  # a late redelivery
+    assert _post(client, fake, change(3)).json()["accepted"] == 1
+    assert set(inbox.events) >= {("hs", "1"), ("hs", "3")} and receiver.pruned == 0
+    fake.clock.sleep((RETENTION - timedelta(hours=25) + PRUNE_EVERY).total_seconds())
+    assert _post(client, fake, change(4)).json()["accepted"] == 1
+    assert ("hs", "1") not in inbox.events and receiver.pruned == 1  # finished 7 days + 1 h ago
+    assert {("hs", "2"), ("hs", "3"), ("hs", "4")} <= set(inbox.events)  # failed; and within the window
+    assert inbox.events[("hs", "2")]["status"] == "failed"
+
+
+def test_store_inbox_deletes_only_finished_events_before_the_cutoff(store, fake):
+    from sqlalchemy import select
+
+    from cxbridge.store import schema
+
+    inbox = StoreInbox(store)
+    old, new = fake.clock.now() - timedelta(days=8), fake.clock.now()
+    for n, status, at in (("1", "processed", old), ("2", "erased", old), ("3", "failed", old),
+                          ("4", "processed", new), ("5", "new", old)):
+        assert inbox.add("hs", n, {"eventId": n}, old)
+        if status != "new":
+            inbox.mark("hs", [n], status, at)
+    assert inbox.add("other", "1", {"eventId": "1"}, old)
+    inbox.mark("other", ["1"], "processed", old)
+    assert inbox.prune("hs", new - timedelta(days=7)) == 2
+    with store.connect() as conn:
+        left = sorted(tuple(r) for r in conn.execute(select(schema.inbox.c.source, schema.inbox.c.event_id)))
+    assert left == [("hs", "3"), ("hs", "4"), ("hs", "5"), ("other", "1")]
