@@ -202,6 +202,10 @@ def status(ctx: typer.Context) -> None:
         counts: dict[str, int] = dict(conn.execute(select(ob.c.status, func.count()).group_by(ob.c.status)).all())
         console.print("outbox: " + (", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "empty"))
         console.print(f"quarantine: {sum(open_q.values())} open")
+        pending = conn.execute(select(func.count()).select_from(s.erasure_pending)).scalar_one()
+        if pending:
+            console.print(f"erasures: {pending} CRM record(s) of forgotten people still to erase "
+                          "(cxbridge erasures list|retry)")
 
 
 @quarantine_app.command("list")

@@ -139,6 +139,8 @@ def test_erasures_cli_lists_and_retries_what_a_crm_did_not_erase(workspace, crm,
         "crm", "contacts", "1", 1) and "503" in row["last_error"]
     code, out, _ = cli(workspace, capsys, "erasures", "retry")
     assert code == 1 and out.startswith("crm: 0 erased, 1 still pending (RemoteError")
+    code, out, _ = cli(workspace, capsys, "status")
+    assert code == 0 and "erasures: 1 CRM record(s) of forgotten people still to erase" in out
     monkeypatch.undo()
     code, out, _ = cli(workspace, capsys, "erasures", "list")
     assert code == 0 and "pending CRM erasures (1)" in out and "contacts" in out
@@ -147,3 +149,5 @@ def test_erasures_cli_lists_and_retries_what_a_crm_did_not_erase(workspace, crm,
     assert ("contacts", "1") not in crm.records and crm.erased == [RecordRef("contacts", "1")]
     code, out, _ = cli(workspace, capsys, "erasures", "retry")
     assert code == 0 and out == "no CRM erasures pending\n"
+    code, out, _ = cli(workspace, capsys, "status")
+    assert code == 0 and "erasures:" not in out
