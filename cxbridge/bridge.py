@@ -195,13 +195,30 @@ class Bridge:
     def forget(self, identifier: str) -> Any:
         """Erase a person (email, phone, customer id or alias) here and in every connected CRM that supports it.
 
+        A source whose adapter cannot be built (missing token, bad settings) does not stop the erasure: it is
+        reported failed and its records are kept for :meth:`retry_erasures`.
+
         :returns: the :class:`~cxbridge.erasure.ErasureReport` (per-source status, rows deleted).
         :raises NotFound: nobody matches ``identifier``.
         """
         from .erasure import forget
 
-        return forget(self.store, self.adapters(), identifier, pm=self.pm,
-                      default_region=self.config.identity.default_region)
+        adapters, unavailable = self._buildable_adapters()
+        return forget(self.store, adapters, identifier, pm=self.pm,
+                      default_region=self.config.identity.default_region, unavailable=unavailable)
+
+    def _buildable_adapters(self) -> tuple[dict[str, Adapter], dict[str, str]]:
+        """Adapters of the enabled sources, and the sources whose adapter could not be built -> why."""
+        from .errors import CxbridgeError
+
+        adapters: dict[str, Adapter] = {}
+        unavailable: dict[str, str] = {}
+        for name in self.config.enabled_sources():
+            try:
+                adapters[name] = self.adapter(name)
+            except CxbridgeError as exc:
+                unavailable[name] = f"cannot build adapter: {exc}"
+        return adapters, unavailable
 
     def pending_erasures(self) -> list[Any]:
         """CRM records of forgotten people that their CRM has not confirmed erasing yet (oldest first)."""
@@ -217,7 +234,8 @@ class Bridge:
         """
         from .erasure import retry_erasures
 
-        return retry_erasures(self.store, self.adapters())
+        adapters, unavailable = self._buildable_adapters()
+        return retry_erasures(self.store, adapters, unavailable=unavailable)
 
     # ------------------------------------------------------------------------------------------ 360 view
 

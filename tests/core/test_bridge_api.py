@@ -108,3 +108,38 @@ def test_bridge_from_config_uses_cxbridge_config_and_names_a_missing_file(
     monkeypatch.delenv("CXBRIDGE_CONFIG")
     with Bridge.from_config(pm=pm) as br:  # ./cxbridge.toml
         assert br.status()["customers"] == 3
+
+
+def test_bridge_forget_goes_on_when_an_adapter_cannot_be_built(
+    store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRM whose adapter cannot be built (a missing token, say) is reported failed, its records wait in
+    erasure_pending, and `retry_erasures` erases them once the adapter builds again."""
+    import cxbridge.sources
+
+    a, b = _crms()
+    pm = memory_setup(store, {"shop": a, "cc": b}, plugins=(TierWriter(),)).pm
+    config = _config(store, tmp_path)
+    with Bridge.from_config(config, pm=pm) as br:
+        br.sync()
+    build = cxbridge.sources.build_adapter
+
+    def broken(config: Any, name: str, **kwargs: Any) -> Any:
+        if name == "cc":
+            raise ConfigError("CC_TOKEN is not set", key="sources.cc.connection.token")
+        return build(config, name, **kwargs)
+
+    monkeypatch.setattr(cxbridge.sources, "build_adapter", broken)
+    with Bridge.from_config(config, pm=pm) as br:
+        report = br.forget("ann@example.com")
+        assert report.sources["shop"] == "erased" and report.sources["cc"].startswith(
+            "failed: cannot build adapter:") and "CC_TOKEN" in report.sources["cc"]
+        pending = [(r.source, r.object_type, r.source_id) for r in br.pending_erasures()]
+        assert pending == [("cc", "contacts", "c1")]
+        still = br.retry_erasures()
+        assert still.pending == {"cc": 1} and "CC_TOKEN" in still.errors["cc"] and not b.erased
+    monkeypatch.undo()
+    with Bridge.from_config(config, pm=pm) as br:
+        assert br.retry_erasures().erased == {"cc": 1}
+        assert br.pending_erasures() == []
+    assert [(ref.object_type, ref.source_id) for ref in b.erased] == [("contacts", "c1")]
