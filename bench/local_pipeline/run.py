@@ -22,21 +22,9 @@ from pathlib import Path
 from typing import Any
 
 
-def main() -> None:
-    source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
-    from cxbridge.config import config_from_dict
-    from cxbridge.plugins import get_plugin_manager
-    from cxbridge.sources import build_adapter
-    from cxbridge.store import open_store
-    from cxbridge.sync import SyncEngine
-
-    store_path.unlink(missing_ok=True)
-    # The pipeline only: the local adapter's distribution, no other installed plugins (they have their own
-    # benchmarks); the built-in defaults (identity resolution) are always registered.
-    os.environ["CXBRIDGE_LOAD_PLUGINS"] = "cxbridge-local"
-    pm = get_plugin_manager()
-    config = config_from_dict({
+def bench_config(source: Path, store_path: Path) -> dict[str, Any]:
+    """The benchmark's configuration: one local-sql customer stream into a SQLite store."""
+    return {
         "store": {"url": f"sqlite:///{store_path}"},
         "identity": {"default_region": "DE", "cross_ids": ["erp_no"]},
         "sources": {"crm": {"adapter": "local-sql", "connection": {
@@ -53,7 +41,24 @@ def main() -> None:
                             "demographics.country": "country"},
             }},
         }}},
-    }, pm=pm)
+    }
+
+
+def main() -> None:
+    source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+    from cxbridge.config import config_from_dict
+    from cxbridge.plugins import get_plugin_manager
+    from cxbridge.sources import build_adapter
+    from cxbridge.store import open_store
+    from cxbridge.sync import SyncEngine
+
+    store_path.unlink(missing_ok=True)
+    # The pipeline only: the local adapter's distribution, no other installed plugins (they have their own
+    # benchmarks); the built-in defaults (identity resolution) are always registered.
+    os.environ["CXBRIDGE_LOAD_PLUGINS"] = "cxbridge-local"
+    pm = get_plugin_manager()
+    config = config_from_dict(bench_config(source, store_path), pm=pm)
     store = open_store(config.store.url)
     adapter = build_adapter(config, "crm", pm=pm, store=store)
     # CPU time spent reading the source (the adapter's generator: the source database's queries and the rows
