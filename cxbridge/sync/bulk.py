@@ -182,34 +182,32 @@ def _sqlite_upsert(
     literals: list[str | None] = [None] * len(cols)
     inline = len(values) >= _INLINE_MIN_ROWS
     for i, p in enumerate(procs):
+        if p is None and not inline:
+            continue  # nothing to convert, nothing to write as a literal
         first = values[0][i]
+        shared = True
         for row in values:
             if row[i] is not first:
-                if p is None:
-                    pass
-                elif p is _json_proc:  # inline: a call per document saved (already serialized text is kept)
-                    dumps, raw = _dumps, RawJSON
-                    for r in values:
-                        v = r[i]
-                        if v is not None and v.__class__ is not raw:
-                            r[i] = dumps(v)
-                else:
-                    for r in values:
-                        r[i] = p(r[i])
+                shared = False
                 break
-        else:  # one object in every row (the page's timestamp, a flag, an empty document): convert it once
-            converted = first if p is None else p(first)
-            literal = _sql_literal(converted) if inline else None
-            if literal is not None:
-                literals[i] = literal
-            elif p is not None:
-                for row in values:
-                    row[i] = converted
+        if not shared:
+            if p is not None:
+                _convert_column(values, i, p)
+            continue
+        # one object in every row (the page's timestamp, a flag, an empty document): convert it once
+        converted = first if p is None else p(first)
+        literal = _sql_literal(converted) if inline else None
+        if literal is not None:
+            literals[i] = literal
+        elif p is not None:
+            for row in values:
+                row[i] = converted
     keep = [i for i, literal in enumerate(literals) if literal is None]
     if not keep:  # every column the same in every row: the rows are one row
         keep, literals[0], values = [0], None, values[:1]
+    bound_only = len(keep) == len(cols)  # no literal: the statement is the same for every batch (cached)
     sql_key = (id(table), cols, tuple(key_cols), updates)
-    sql = _SQL.get(sql_key) if len(keep) == len(cols) else None
+    sql = _SQL.get(sql_key) if bound_only else None
     if sql is None:
         conflict = f" ON CONFLICT ({', '.join(key_cols)}) DO "
         conflict += (
@@ -219,10 +217,10 @@ def _sqlite_upsert(
             f"INSERT INTO {table.name} ({', '.join(cols)}) VALUES ({', '.join(v or '?' for v in literals)})"
             + conflict
         )
-        if len(keep) == len(cols):
+        if bound_only:
             _SQL[sql_key] = sql
     params: list[Any]
-    if len(keep) == len(cols):
+    if bound_only:
         params = values
     elif len(keep) == 1:
         k = keep[0]
@@ -235,6 +233,19 @@ def _sqlite_upsert(
             cursor.executemany(sql, part)
     finally:
         cursor.close()
+
+
+def _convert_column(values: list[list[Any]], i: int, proc: Callable[[Any], Any]) -> None:
+    """Convert column ``i`` of every row in place with its bind processor."""
+    if proc is _json_proc:  # inline: a call per document saved (already serialized text is kept)
+        dumps, raw = _dumps, RawJSON
+        for row in values:
+            v = row[i]
+            if v is not None and v.__class__ is not raw:
+                row[i] = dumps(v)
+    else:
+        for row in values:
+            row[i] = proc(row[i])
 
 
 #: Batches of at least this many rows get the values every row shares written into the statement as SQL
