@@ -202,23 +202,11 @@ class Bridge:
         :raises NotFound: nobody matches ``identifier``.
         """
         from .erasure import forget
+        from .sources import build_available
 
-        adapters, unavailable = self._buildable_adapters()
+        adapters, unavailable = build_available(self.config.enabled_sources(), self.adapter)
         return forget(self.store, adapters, identifier, pm=self.pm,
                       default_region=self.config.identity.default_region, unavailable=unavailable)
-
-    def _buildable_adapters(self) -> tuple[dict[str, Adapter], dict[str, str]]:
-        """Adapters of the enabled sources, and the sources whose adapter could not be built -> why."""
-        from .errors import CxbridgeError
-
-        adapters: dict[str, Adapter] = {}
-        unavailable: dict[str, str] = {}
-        for name in self.config.enabled_sources():
-            try:
-                adapters[name] = self.adapter(name)
-            except CxbridgeError as exc:
-                unavailable[name] = f"cannot build adapter: {exc}"
-        return adapters, unavailable
 
     def pending_erasures(self) -> list[Any]:
         """CRM records of forgotten people that their CRM has not confirmed erasing yet (oldest first)."""
@@ -233,8 +221,9 @@ class Bridge:
         :returns: the :class:`~cxbridge.erasure.ErasureRetryReport` (per source: erased now, still pending).
         """
         from .erasure import retry_erasures
+        from .sources import build_available
 
-        adapters, unavailable = self._buildable_adapters()
+        adapters, unavailable = build_available(self.config.enabled_sources(), self.adapter)
         return retry_erasures(self.store, adapters, unavailable=unavailable)
 
     # ------------------------------------------------------------------------------------------ 360 view

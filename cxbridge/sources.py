@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .adapters import Adapter, AdapterContext, RateBudget, StateStore
-from .errors import ConfigError, NotFound
+from .errors import ConfigError, CxbridgeError, NotFound
 from .http import ApiStats, build_client
 from .ratelimit import budget_factory as make_budget_factory
 from .retry import RetryPolicy
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
     from .config import Config
 
-__all__ = ["DictState", "build_adapter", "build_context"]
+__all__ = ["DictState", "build_adapter", "build_available", "build_context"]
 
 
 class DictState:
@@ -164,3 +164,21 @@ def build_adapter(
         stats=stats,
     )
     return info.factory(source.connection, context)
+
+
+def build_available(
+    names: Iterable[str], build: Callable[[str], Adapter]
+) -> tuple[dict[str, Adapter], dict[str, str]]:
+    """``build(name)`` for each source: the adapters that could be built, and the others -> why.
+
+    For work that must go on when one CRM is misconfigured (erasure: the others still erase, the broken one's
+    records wait for a retry).
+    """
+    adapters: dict[str, Adapter] = {}
+    unavailable: dict[str, str] = {}
+    for name in names:
+        try:
+            adapters[name] = build(name)
+        except CxbridgeError as exc:
+            unavailable[name] = f"cannot build adapter: {exc}"
+    return adapters, unavailable

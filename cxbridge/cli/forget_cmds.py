@@ -20,17 +20,10 @@ erasures_app = typer.Typer(
 
 def _adapters(config: Any, pm: Any, store: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """Adapters of the enabled sources, and the sources whose adapter could not be built -> why."""
-    from ..errors import CxbridgeError
-    from ..sources import build_adapter
+    from ..sources import build_adapter, build_available
 
-    adapters: dict[str, Any] = {}
-    broken: dict[str, str] = {}
-    for name in config.enabled_sources():
-        try:
-            adapters[name] = build_adapter(config, name, pm=pm, store=store)
-        except CxbridgeError as exc:
-            broken[name] = f"cannot build adapter: {exc}"
-    return adapters, broken
+    return build_available(config.enabled_sources(),
+                           lambda name: build_adapter(config, name, pm=pm, store=store))
 
 
 def forget(
