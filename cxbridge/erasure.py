@@ -218,7 +218,7 @@ def forget(
     report.sources, failures = _erase_in_sources(adapters, people.links, unavailable or {})
     with store.begin() as conn:
         hashes = ledger_hashes(conn, sorted(people.ledger_keys))
-        report.deleted = _delete(conn, people)
+        report.deleted = _delete(conn, people, now)
         upsert(conn, schema.erasure_pending, [
             {"source": source, "object_type": ref.object_type, "source_id": ref.source_id, "customer_id": cid,
              "requested_at": now, "attempts": 1, "last_attempt_at": now, "last_error": error[:2000]}
@@ -447,7 +447,7 @@ def retry_erasures(
     return report
 
 
-def _delete(conn: Connection, person: _Person) -> dict[str, int]:
+def _delete(conn: Connection, person: _Person, now: datetime) -> dict[str, int]:
     s = schema
     ids = sorted(person.ids)
     refs = sorted(person.refs)
@@ -487,7 +487,7 @@ def _delete(conn: Connection, person: _Person) -> dict[str, int]:
     for part in chunked(refs, 300):
         pairs = [(src, sid) for src, _, sid in part]
         run("quarantine", delete(q).where(tuple_(q.c.source, q.c.source_id).in_(pairs)))
-    counts["inbox"] = _redact_inbox(conn, person)
+    counts["inbox"] = _redact_inbox(conn, person, now)
     return {k: v for k, v in counts.items() if v}
 
 
@@ -495,7 +495,7 @@ def _delete(conn: Connection, person: _Person) -> dict[str, int]:
 _REDACTED = {"redacted": "cxbridge forget"}
 
 
-def _redact_inbox(conn: Connection, person: _Person) -> int:
+def _redact_inbox(conn: Connection, person: _Person, now: datetime) -> int:
     """Redact the stored webhook events (``inbox``) that mention the person; returns how many.
 
     Every stored event is read (the inbox holds the webhook deliveries of all sources); an event mentions the
@@ -514,7 +514,6 @@ def _redact_inbox(conn: Connection, person: _Person) -> int:
         row.id for row in conn.execute(select(ib.c.id, ib.c.source, ib.c.payload).order_by(ib.c.id))
         if row.payload != _REDACTED and _mentions(row.payload, ids.get(row.source, set()), emails, phones)
     ]
-    now = utcnow()
     for part in chunked(hits, 500):
         conn.execute(update(ib).where(ib.c.id.in_(part)).values(
             payload=_REDACTED, status="erased", processed_at=now, error=None))
