@@ -13,7 +13,6 @@ Usage: ``python minimal_loop.py SOURCE.db STORE.db`` -- prints one JSON line lik
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,13 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import bench_config
+from run import open_pipeline
 
 
 def main() -> None:
     source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
     from cxbridge.adapters import Cursor
-    from cxbridge.config import config_from_dict
     from cxbridge.golden import assemble_single
     from cxbridge.identity.resolver import (
         _CUSTOMER_COLS,
@@ -38,21 +36,13 @@ def main() -> None:
         _customer_row,
         _Ids,
     )
-    from cxbridge.plugins import get_plugin_manager
-    from cxbridge.sources import build_adapter
-    from cxbridge.store import open_store
     from cxbridge.store import schema as s
     from cxbridge.sync import SyncEngine
     from cxbridge.sync.bulk import bulk_upsert_values, select_in, sqlite_in_rows
     from cxbridge.sync.gctune import relaxed_gc
     from cxbridge.sync.page import _EMPTY, _MIRROR_COLS, _MIRROR_UPDATE, _hash_and_blob
 
-    store_path.unlink(missing_ok=True)
-    os.environ["CXBRIDGE_LOAD_PLUGINS"] = "cxbridge-local"
-    pm = get_plugin_manager()
-    config = config_from_dict(bench_config(source, store_path), pm=pm)
-    store = open_store(config.store.url)
-    adapter = build_adapter(config, "crm", pm=pm, store=store)
+    config, pm, store, adapter = open_pipeline(source, store_path)
     engine = SyncEngine(store, config, pm, {"crm": adapter})
     (stream,) = [st for st in adapter.streams() if st.name == "customers"]
     mapping, keys_of = engine.mapping_for("crm", stream), engine.resolver.keys

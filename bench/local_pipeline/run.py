@@ -44,14 +44,12 @@ def bench_config(source: Path, store_path: Path) -> dict[str, Any]:
     }
 
 
-def main() -> None:
-    source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
-    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+def open_pipeline(source: Path, store_path: Path) -> tuple[Any, Any, Any, Any]:
+    """(config, plugin manager, a fresh store, the source's adapter) for the benchmark's configuration."""
     from cxbridge.config import config_from_dict
     from cxbridge.plugins import get_plugin_manager
     from cxbridge.sources import build_adapter
     from cxbridge.store import open_store
-    from cxbridge.sync import SyncEngine
 
     store_path.unlink(missing_ok=True)
     # The pipeline only: the local adapter's distribution, no other installed plugins (they have their own
@@ -60,7 +58,15 @@ def main() -> None:
     pm = get_plugin_manager()
     config = config_from_dict(bench_config(source, store_path), pm=pm)
     store = open_store(config.store.url)
-    adapter = build_adapter(config, "crm", pm=pm, store=store)
+    return config, pm, store, build_adapter(config, "crm", pm=pm, store=store)
+
+
+def main() -> None:
+    source, store_path = Path(sys.argv[1]).resolve(), Path(sys.argv[2]).resolve()
+    profile = sys.argv[4] if len(sys.argv) > 4 and sys.argv[3] == "--profile" else None
+    from cxbridge.sync import SyncEngine
+
+    config, pm, store, adapter = open_pipeline(source, store_path)
     # CPU time spent reading the source (the adapter's generator: the source database's queries and the rows
     # turned into records), to report the framework's own share (ARCHITECTURE §8: mapping, identity, store)
     reading = [0.0]
