@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -500,7 +501,7 @@ def _redact_inbox(conn: Connection, person: _Person, now: datetime) -> int:
 
     Every stored event is read (the inbox holds the webhook deliveries of all sources); an event mentions the
     person when :func:`_mentions` finds one of their records' ids under a record-id key in an event of that
-    record's source, or one of their email addresses or phone numbers as a text value. The row keeps its event id
+    record's source, or one of their email addresses or phone numbers in a text value. The row keeps its event id
     and gets the status ``erased`` (not re-processed: the person is gone, and the next poll re-reads anything
     else).
     """
@@ -534,10 +535,10 @@ def _mentions(
     value: Any, ids: set[str], emails: set[str], phones: set[str], key: str = "", depth: int = 0
 ) -> bool:
     """Whether a webhook payload mentions a person: one of ``ids`` (record ids in the event's source) as the
-    value of a record-id key (:data:`_RECORD_ID_KEYS`), or a text value that is an email of ``emails`` (any
-    case, surrounding spaces) or a phone of ``phones`` in international form (compared digit by digit:
-    ``+49 30 123456`` is ``+4930123456``; a national form is not recognised). Emails inside longer texts are not
-    searched for. Nested objects and lists are searched to a depth of 8."""
+    value of a record-id key (:data:`_RECORD_ID_KEYS`); one of ``emails`` as a text value or inside a longer
+    text (a note, a message: any case); one of ``phones`` as a text value or inside a longer text in
+    international form (compared digit by digit: ``+49 30 123456`` is ``+4930123456``; a national form is not
+    recognised). Nested objects and lists are searched to a depth of 8."""
     if depth > 8:
         return False
     if isinstance(value, dict):
@@ -550,8 +551,35 @@ def _mentions(
     if ids and key.lower().endswith(_RECORD_ID_KEYS) and text in ids:
         return True
     if isinstance(value, str):
-        if emails and "@" in text and text.strip().lower() in emails:
+        if emails and "@" in text and _mentions_email(text, emails):
             return True
-        if phones and len(text) >= 6 and _digits(text) in phones:
-            return True
+        if phones and len(text) >= 6:
+            if _digits(text) in phones or ("+" in text and _mentions_phone(text, phones)):
+                return True
+    return False
+
+
+#: an email address inside a text: no spaces, nor the quotes, brackets and separators that surround one
+_EMAIL_IN_TEXT = re.compile(r"[^\s<>()\[\]{}\"',;:]+@[^\s<>()\[\]{}\"',;:]+")
+#: an international phone number inside a text: "+", then digit groups joined by spaces, dots, dashes,
+#: slashes or brackets
+_PHONE_IN_TEXT = re.compile(r"\+\d[\d\s./()\-]*\d")
+_DIGIT_GROUPS = re.compile(r"\d+")
+
+
+def _mentions_email(text: str, emails: set[str]) -> bool:
+    if text.strip().lower() in emails:
+        return True
+    return any(m.group().lower().rstrip(".") in emails for m in _EMAIL_IN_TEXT.finditer(text))
+
+
+def _mentions_phone(text: str, phones: set[str]) -> bool:
+    """A number of ``phones`` written in international form inside ``text``; the digit groups after a "+" are
+    joined one by one, so a number followed by other digits (``+49 30 123456 2x``) is still found."""
+    for match in _PHONE_IN_TEXT.finditer(text):
+        digits = ""
+        for group in _DIGIT_GROUPS.findall(match.group()):
+            digits += group
+            if digits in phones:
+                return True
     return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -379,8 +380,9 @@ def test_a_source_whose_adapter_cannot_be_built_keeps_its_records_pending(store:
 
 def test_forget_redacts_the_stored_webhook_events_that_mention_the_person(store: Store) -> None:
     """HubSpot-shaped events (Source: developers.hubspot.com/docs/api/webhooks) naming Ann by her contact id,
-    her email or her phone in another format lose their payload and are not processed again; Bob's events and
-    events of other sources that only share a number stay as they were."""
+    her email or her phone in another format -- as a value or inside a note -- lose their payload and are not
+    processed again; Bob's events, events of other sources that only share a number and look-alike addresses
+    and numbers stay as they were."""
     crm = FakeCRM()
     _seed_ann(store, crm)
 
@@ -402,17 +404,25 @@ def test_forget_redacts_the_stored_webhook_events_that_mention_the_person(store:
         event(6, source="shop", subscriptionType="contact.creation", objectId=1),  # id 1 of another source
         event(7, subscriptionType="contact.propertyChange", objectId=2, propertyName="employees",
               propertyValue="1"),  # Bob; "1" is not under an id key
+        event(8, subscriptionType="contact.propertyChange", objectId=2, propertyName="notes",
+              propertyValue="Call with Ann <ANN@example.com>: refund."),  # her email inside a note
+        event(9, subscriptionType="contact.propertyChange", objectId=2, propertyName="notes",
+              propertyValue="Callback +49 (30) 123456 2x, then mail"),  # her phone inside a note
+        event(10, subscriptionType="contact.propertyChange", objectId=2, propertyName="notes",
+              propertyValue="cc xann@example.com, ann@example.com.au, +49 30 1234567"),  # look-alikes only
     ]
     with store.begin() as conn:
         conn.execute(schema.inbox.insert(), rows)
     report = forget(store, {"crm": crm}, ANN)
-    assert report.deleted["inbox"] == 4
+    assert report.deleted["inbox"] == 6
     with store.connect() as conn:
         stored = {r.event_id: r for r in conn.execute(select(schema.inbox))}
-    for n in ("1", "2", "3", "4"):
+    for n in ("1", "2", "3", "4", "8", "9"):
         assert stored[n].payload == {"redacted": "cxbridge forget"} and stored[n].status == "erased", n
-    for n in ("5", "6", "7"):
+    for n in ("5", "6", "7", "10"):
         assert stored[n].payload == next(r["payload"] for r in rows if r["event_id"] == n), n
     assert stored["5"].status == "processed"
     dump = _dump(store)
-    assert "ann@example.com" not in dump.lower() and "30 123456" not in dump
+    # only event 10's look-alikes are left
+    assert not re.search(r"(?<!x)ann@example\.com(?!\.au)", dump.lower())
+    assert not re.search(r"30\)? 123456(?!7)", dump)
