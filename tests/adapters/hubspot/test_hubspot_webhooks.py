@@ -6,16 +6,17 @@ import json
 import time
 from datetime import timedelta
 
+import httpx
 import pytest
 from cxbridge_hubspot import plugin
 from cxbridge_hubspot.testing import sign_v3
 from cxbridge_hubspot.webhooks import MemoryInbox, StoreInbox, WebhookReceiver, plan_events, verify_signature
-from starlette.testclient import TestClient
 
-from cxbridge.web import build_app
+from cxbridge.web import ServerThread, build_app
 
 SECRET = "app-secret"
-URL = "http://testserver/webhooks/hubspot/hs"
+PATH = "/webhooks/hubspot/hs"
+URL = f"https://cxbridge.example.com{PATH}"  # a configured webhook_url (the app behind a proxy)
 
 
 @pytest.fixture
@@ -37,14 +38,30 @@ def wired(fake, make_adapter, plugin_manager, register_plugin):
                                dispatch=dispatch, now=fake.clock.now)
     app = build_app(plugin_manager)
     app.state.hubspot_webhooks = receiver
-    return TestClient(app), receiver, inbox, ingested, erased
+    with ServerThread(app) as server, _client(server, app) as client:
+        yield client, receiver, inbox, ingested, erased
 
 
-def _post(client, fake, events, *, secret=SECRET, ts=None, tamper=False):
-    headers, body = fake.webhook(events, secret=secret, uri=URL, timestamp_ms=ts)
+def _client(server, app) -> httpx.Client:
+    """A client of the real server that waits after each answer until the receiver has processed what it
+    accepted (HubSpot gets its 200 first; the re-reads run afterwards in the server's thread pool)."""
+
+    def settle(response: httpx.Response) -> None:
+        receiver = app.state.hubspot_webhooks
+        if receiver is not None:
+            assert receiver.wait_idle(10), "webhook processing did not finish"
+
+    return httpx.Client(base_url=server.url, event_hooks={"response": [settle]})
+
+
+def _post(client, fake, events, *, secret=SECRET, ts=None, tamper=False, uri=None):
+    """POST ``events`` to the real server, signed as HubSpot signs them: for the URL it called, or ``uri``
+    (the source's configured ``webhook_url``)."""
+    uri = uri or str(client.base_url.join(PATH))
+    headers, body = fake.webhook(events, secret=secret, uri=uri, timestamp_ms=ts)
     if tamper:
         body = body.replace(b"propertyChange", b"creation")
-    return client.post("/webhooks/hubspot/hs", content=body, headers=headers)
+    return client.post(PATH, content=body, headers=headers)
 
 
 def test_signature_v3_matches_documented_algorithm():
@@ -166,26 +183,26 @@ def test_bridge_receiver_queues_rereads_for_the_next_run(fake, sqlite_store, plu
                              forget=forgotten.append)
     app = build_app(plugin_manager)
     app.state.bridge = bridge
-    client = TestClient(app)
-
-    c = fake.add("contacts", {"email": "q@example.com", "firstname": "Q"})
-    fake.clock.sleep(5)
-    cursor = Cursor(modstamp=fake.clock.now(), state={"phase": "search", "mode": "range"})
-    fake.search_index_lag = 3600.0  # the search index has not caught up: only a targeted read sees it
-    fake.update("contacts", c, {"firstname": "Quinn"})
-    events = [{"eventId": 31, "subscriptionType": "contact.propertyChange", "objectId": int(c)},
-              {"eventId": 32, "subscriptionType": "contact.privacyDeletion", "objectId": 77}]
     app.state.hubspot_webhooks = None
-    now_ms = int(time.time() * 1000)  # the bridge's receiver runs on the wall clock
-    assert _post(client, fake, events, ts=now_ms).status_code == 200
-    assert forgotten == ["cust-1"]
-    assert state.get("webhook.pending.contacts") == [c, "77"]
+    with ServerThread(app) as server, _client(server, app) as client:
+        c = fake.add("contacts", {"email": "q@example.com", "firstname": "Q"})
+        fake.clock.sleep(5)
+        cursor = Cursor(modstamp=fake.clock.now(), state={"phase": "search", "mode": "range"})
+        fake.search_index_lag = 3600.0  # the search index has not caught up: only a targeted read sees it
+        fake.update("contacts", c, {"firstname": "Quinn"})
+        events = [{"eventId": 31, "subscriptionType": "contact.propertyChange", "objectId": int(c)},
+                  {"eventId": 32, "subscriptionType": "contact.privacyDeletion", "objectId": 77}]
+        now_ms = int(time.time() * 1000)  # the bridge's receiver runs on the wall clock
+        assert _post(client, fake, events, ts=now_ms, uri=URL).status_code == 200
+        assert forgotten == ["cust-1"]
+        assert state.get("webhook.pending.contacts") == [c, "77"]
 
-    records = [r for page in adapter.read("contacts", cursor) for r in page.records]
-    by_id = {r.source_id: r for r in records}
-    assert by_id[c].fields["firstname"] == "Quinn" and by_id["77"].deleted
-    assert state.get("webhook.pending.contacts") is None
-    assert _post(client, fake, events, ts=now_ms).json() == {"accepted": 0, "duplicates": 2}  # store inbox
+        records = [r for page in adapter.read("contacts", cursor) for r in page.records]
+        by_id = {r.source_id: r for r in records}
+        assert by_id[c].fields["firstname"] == "Quinn" and by_id["77"].deleted
+        assert state.get("webhook.pending.contacts") is None
+        again = _post(client, fake, events, ts=now_ms, uri=URL)
+        assert again.json() == {"accepted": 0, "duplicates": 2}  # the store's inbox
 
 
 def test_finished_events_are_deleted_after_the_retention_window(fake, wired):
