@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -18,12 +20,19 @@ erasures_app = typer.Typer(
 )
 
 
-def _adapters(config: Any, pm: Any, store: Any) -> tuple[dict[str, Any], dict[str, str]]:
-    """Adapters of the enabled sources, and the sources whose adapter could not be built -> why."""
+@contextmanager
+def _adapters(config: Any, pm: Any, store: Any) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """Adapters of the enabled sources, and the sources whose adapter could not be built -> why; the adapters
+    are closed on leaving."""
     from ..sources import build_adapter, build_available
 
-    return build_available(config.enabled_sources(),
-                           lambda name: build_adapter(config, name, pm=pm, store=store))
+    adapters, unavailable = build_available(config.enabled_sources(),
+                                            lambda name: build_adapter(config, name, pm=pm, store=store))
+    try:
+        yield adapters, unavailable
+    finally:
+        for adapter in adapters.values():
+            adapter.close()
 
 
 def forget(
@@ -53,12 +62,8 @@ def forget(
             raise NotFound(f"no customer matches {identifier!r}")
         if not yes and not typer.confirm(f"Erase customer {cid} everywhere? This cannot be undone"):
             raise typer.Exit(1)
-        adapters, broken = _adapters(config, pm, store)
-        try:
+        with _adapters(config, pm, store) as (adapters, broken):
             report = do_forget(store, adapters, cid, pm=pm, default_region=region, unavailable=broken)
-        finally:
-            for adapter in adapters.values():
-                adapter.close()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     else:
@@ -122,12 +127,8 @@ def retry_cmd(
     config = state.load_config()
     pm = state.plugin_manager()
     with open_store(config.store.url, base_dir=config.workspace) as store:
-        adapters, broken = _adapters(config, pm, store)
-        try:
+        with _adapters(config, pm, store) as (adapters, broken):
             report = retry_erasures(store, adapters, unavailable=broken)
-        finally:
-            for adapter in adapters.values():
-                adapter.close()
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
     elif not report.erased:
